@@ -1,0 +1,478 @@
+/*  =========================================================================
+    mesh_client - asynchronous MDP client on a DEALER socket
+    Pending requests live in a hash by id (for replies) and in a binary
+    min-heap by local deadline (for expiry), so both a reply and the
+    earliest deadline are found without scanning. Local deadlines use the
+    monotonic clock; the envelope carries the same deadline in unix ms.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "mesh/mesh_client.h"
+#include "mesh/mdp.h"
+#include "mesh/mesh_alloc.h"
+#include "mesh/mesh_time.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+//  One request in flight.
+typedef struct {
+    char id[MESH_ENVELOPE_MAX_ID + 1];  //  Hash key (the hash borrows it)
+    void *tag;                  //  Caller's pointer
+    int64_t deadline_mono_ms;   //  Local expiry
+    size_t heap_index;          //  Position in self->heap
+} s_pending_t;
+
+struct mesh_client_s {
+    void *context;              //  ZeroMQ context, owned when own_context
+    bool own_context;           //  We made the context
+    void *dealer;               //  DEALER to the broker, owned
+    zhashx_t *pending;          //  id -> s_pending_t, owns values
+    s_pending_t **heap;         //  Min-heap by deadline, borrowed entries
+    size_t heap_size;           //  Entries in heap
+    size_t heap_capacity;       //  Slots in heap
+    zmq_msg_t **stash;          //  Replies for other ids seen during call()
+    size_t stash_size;          //  Entries in stash
+    zmq_msg_t current;          //  Frame the last reply's views point into
+    bool has_current;           //  current holds a message
+    mesh_envelope_decoder_t *decoder;   //  Decodes replies
+    msgpack_sbuffer buffer;     //  Encodes requests, reused
+    char id_prefix[17];         //  Random per client: ids stay unique across clients
+    uint64_t id_counter;        //  Next generated id
+    uint64_t dropped;           //  Late or malformed replies dropped
+};
+
+//  Free a pending entry (hash destructor).
+static void
+s_pending_destroy (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Heap helpers: order by deadline, keep heap_index in step.
+static void
+s_heap_swap (mesh_client_t *self, size_t a, size_t b)
+{
+    s_pending_t *entry = self->heap[a];
+    self->heap[a] = self->heap[b];
+    self->heap[b] = entry;
+    self->heap[a]->heap_index = a;
+    self->heap[b]->heap_index = b;
+}
+
+static void
+s_heap_up (mesh_client_t *self, size_t index)
+{
+    while (index > 0) {
+        size_t parent = (index - 1) / 2;
+        if (self->heap[parent]->deadline_mono_ms <= self->heap[index]->deadline_mono_ms)
+            break;
+        s_heap_swap (self, parent, index);
+        index = parent;
+    }
+}
+
+static void
+s_heap_down (mesh_client_t *self, size_t index)
+{
+    while (true) {
+        size_t smallest = index;
+        size_t left = 2 * index + 1, right = left + 1;
+        if (left < self->heap_size
+            && self->heap[left]->deadline_mono_ms < self->heap[smallest]->deadline_mono_ms)
+            smallest = left;
+        if (right < self->heap_size
+            && self->heap[right]->deadline_mono_ms < self->heap[smallest]->deadline_mono_ms)
+            smallest = right;
+        if (smallest == index)
+            break;
+        s_heap_swap (self, index, smallest);
+        index = smallest;
+    }
+}
+
+static void
+s_heap_push (mesh_client_t *self, s_pending_t *entry)
+{
+    if (self->heap_size == self->heap_capacity) {
+        self->heap_capacity = self->heap_capacity? self->heap_capacity * 2: 64;
+        self->heap = mesh_realloc (self->heap, self->heap_capacity * sizeof (s_pending_t *));
+    }
+    entry->heap_index = self->heap_size;
+    self->heap[self->heap_size++] = entry;
+    s_heap_up (self, entry->heap_index);
+}
+
+static void
+s_heap_remove (mesh_client_t *self, s_pending_t *entry)
+{
+    size_t index = entry->heap_index;
+    assert (index < self->heap_size && self->heap[index] == entry);
+    self->heap_size--;
+    if (index != self->heap_size) {
+        self->heap[index] = self->heap[self->heap_size];
+        self->heap[index]->heap_index = index;
+        s_heap_down (self, index);
+        s_heap_up (self, index);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Connect to the broker.
+mesh_client_t *
+mesh_client_new (void *zmq_context, const char *endpoint, int *err)
+{
+    assert (endpoint);
+    int unused;
+    if (!err)
+        err = &unused;
+    mesh_client_t *self = mesh_alloc (sizeof (mesh_client_t));
+    self->own_context = zmq_context == NULL;
+    self->context = zmq_context? zmq_context: zmq_ctx_new ();
+    self->pending = zhashx_new ();
+    //  Keys point into the entries themselves: no copy per request
+    zhashx_set_key_duplicator (self->pending, NULL);
+    zhashx_set_key_destructor (self->pending, NULL);
+    zhashx_set_destructor (self->pending, s_pending_destroy);
+    self->decoder = mesh_envelope_decoder_new (0);
+    msgpack_sbuffer_init (&self->buffer);
+    uint64_t random_bits = 0;
+    if (getrandom (&random_bits, sizeof random_bits, 0) != (ssize_t) sizeof random_bits)
+        random_bits = (uint64_t) mesh_mono_us () ^ ((uint64_t) getpid () << 32);
+    snprintf (self->id_prefix, sizeof self->id_prefix, "%016" PRIx64, random_bits);
+
+    if (!self->context) {
+        *err = MESH_EIO;
+        goto fail;
+    }
+    self->dealer = zmq_socket (self->context, ZMQ_DEALER);
+    if (!self->dealer) {
+        *err = MESH_EIO;
+        goto fail;
+    }
+    int linger = 0, hwm = 100000;
+    zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    if (zmq_connect (self->dealer, endpoint) != 0) {
+        *err = MESH_EINVAL;
+        goto fail;
+    }
+    *err = 0;
+    return self;
+fail:
+    mesh_client_destroy (&self);
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Close; nulls the caller's pointer.
+void
+mesh_client_destroy (mesh_client_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        mesh_client_t *self = *self_p;
+        if (self->dealer)
+            zmq_close (self->dealer);
+        if (self->own_context && self->context)
+            zmq_ctx_term (self->context);
+        zhashx_destroy (&self->pending);
+        free (self->heap);
+        for (size_t index = 0; index < self->stash_size; index++) {
+            zmq_msg_close (self->stash[index]);
+            free (self->stash[index]);
+        }
+        free (self->stash);
+        if (self->has_current)
+            zmq_msg_close (&self->current);
+        mesh_envelope_decoder_destroy (&self->decoder);
+        msgpack_sbuffer_destroy (&self->buffer);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Send a request.
+int
+mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
+{
+    assert (self);
+    assert (call);
+    if (!call->service || !call->method
+        || !mdp_service_name_valid (call->service, strlen (call->service)))
+        return MESH_EINVAL;
+    s_pending_t *entry = mesh_alloc (sizeof (s_pending_t));
+    if (call->id) {
+        if (strlen (call->id) > MESH_ENVELOPE_MAX_ID) {
+            free (entry);
+            return MESH_EINVAL;
+        }
+        strcpy (entry->id, call->id);
+    }
+    else
+        snprintf (entry->id, sizeof entry->id, "%s-%" PRIx64, self->id_prefix,
+                  self->id_counter++);
+    if (zhashx_lookup (self->pending, entry->id)) {
+        free (entry);
+        return MESH_ECONFLICT;
+    }
+    int timeout_ms = call->timeout_ms > 0? call->timeout_ms: MESH_CLIENT_DEFAULT_TIMEOUT_MS;
+    entry->tag = call->tag;
+    entry->deadline_mono_ms = mesh_mono_ms () + timeout_ms;
+
+    msgpack_sbuffer_clear (&self->buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &self->buffer, msgpack_sbuffer_write);
+    mesh_request_head_t head = {
+        .id = entry->id,
+        .method = call->method,
+        .deadline_ms = mesh_wall_ms () + (uint64_t) timeout_ms,
+        .trace = call->trace,
+        .idem = call->idem,
+    };
+    mesh_envelope_pack_request_head (&packer, &head);
+    if (call->body && call->body_len)
+        msgpack_sbuffer_write (&self->buffer, call->body, call->body_len);
+    else
+        msgpack_pack_nil (&packer);
+
+    const void *parts[] = { "", MDP_CLIENT, call->service, self->buffer.data };
+    size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen (call->service), self->buffer.size };
+    int rc = mdp_send_parts (self->dealer, ZMQ_DONTWAIT, 4, parts, sizes);
+    if (rc) {
+        free (entry);
+        return rc == MESH_EBUSY? MESH_EBUSY: MESH_EIO;
+    }
+    zhashx_insert (self->pending, entry->id, entry);
+    s_heap_push (self, entry);
+    if (id_out)
+        strcpy (id_out, entry->id);
+    return 0;
+}
+
+//  Forget `entry` and fill the reply's id and tag from it.
+static void
+s_complete (mesh_client_t *self, s_pending_t *entry, mesh_reply_t *reply)
+{
+    strcpy (reply->id, entry->id);
+    reply->tag = entry->tag;
+    s_heap_remove (self, entry);
+    zhashx_delete (self->pending, entry->id);   //  Frees entry
+}
+
+//  Report the earliest pending request as deadline_exceeded if its time
+//  has come. Returns true when it did.
+static bool
+s_expire_one (mesh_client_t *self, mesh_reply_t *reply, int64_t now_ms)
+{
+    if (self->heap_size == 0 || self->heap[0]->deadline_mono_ms > now_ms)
+        return false;
+    memset (reply, 0, sizeof *reply);
+    s_complete (self, self->heap[0], reply);
+    reply->code = MESH_CODE_DEADLINE_EXCEEDED;
+    reply->message.ptr = "no reply before the deadline";
+    reply->message.len = strlen (reply->message.ptr);
+    return true;
+}
+
+//  Take ownership of `frame` as the current reply and decode it. If it
+//  answers a pending request other than `only_id` (NULL = any), stash it
+//  and return MESH_EBUSY. Returns 0 with *reply filled, or MESH_EPROTO for
+//  a reply to drop.
+static int
+s_accept_reply (mesh_client_t *self, zmq_msg_t *frame, mesh_reply_t *reply, const char *only_id)
+{
+    mesh_envelope_t envelope;
+    if (mesh_envelope_decode (self->decoder, zmq_msg_data (frame), zmq_msg_size (frame),
+                              MESH_ENVELOPE_REPLY, &envelope)
+        != 0) {
+        zmq_msg_close (frame);
+        return MESH_EPROTO;
+    }
+    char id[MESH_ENVELOPE_MAX_ID + 1];
+    memcpy (id, envelope.id.ptr, envelope.id.len);
+    id[envelope.id.len] = '\0';
+    s_pending_t *entry = zhashx_lookup (self->pending, id);
+    if (!entry) {
+        zmq_msg_close (frame);  //  Late reply after its deadline, or not ours
+        return MESH_EPROTO;
+    }
+    if (only_id && strcmp (only_id, id) != 0) {
+        zmq_msg_t *kept = mesh_alloc (sizeof (zmq_msg_t));
+        zmq_msg_init (kept);
+        zmq_msg_move (kept, frame);
+        self->stash = mesh_realloc (self->stash, (self->stash_size + 1) * sizeof (zmq_msg_t *));
+        self->stash[self->stash_size++] = kept;
+        return MESH_EBUSY;
+    }
+    if (self->has_current)
+        zmq_msg_close (&self->current);
+    zmq_msg_init (&self->current);
+    zmq_msg_move (&self->current, frame);
+    self->has_current = true;
+    memset (reply, 0, sizeof *reply);
+    s_complete (self, entry, reply);
+    if (envelope.is_error) {
+        reply->code = envelope.code == MESH_CODE_OK? MESH_CODE_INTERNAL: envelope.code;
+        reply->message = envelope.message;
+    }
+    else {
+        reply->code = MESH_CODE_OK;
+        reply->body = envelope.body;
+    }
+    return 0;
+}
+
+//  Receive one message from the DEALER without waiting. Returns 0 and
+//  moves its body frame into *body, MESH_ETIMEDOUT when none is waiting,
+//  MESH_EPROTO for a message to drop, or another error.
+static int
+s_recv_body (mesh_client_t *self, zmq_msg_t *body)
+{
+    mdp_frames_t frames;
+    int rc = mdp_frames_recv (&frames, self->dealer, ZMQ_DONTWAIT);
+    if (rc)
+        return rc;
+    //  "", MDPC01, service, body: exactly one body frame for envelopes
+    if (frames.overflow || frames.count != 4 || !mdp_frame_empty (&frames.frame[0])
+        || !mdp_frame_eq (&frames.frame[1], MDP_CLIENT))
+        rc = MESH_EPROTO;
+    else {
+        zmq_msg_init (body);
+        zmq_msg_move (body, &frames.frame[3]);
+    }
+    mdp_frames_close (&frames);
+    return rc;
+}
+
+//  Wait for the next outcome, for `only_id` or for any request.
+static int
+s_next_outcome (mesh_client_t *self, mesh_reply_t *reply, int timeout_ms, const char *only_id)
+{
+    //  Replies stashed by an earlier call () come first
+    if (!only_id && self->stash_size) {
+        zmq_msg_t *kept = self->stash[0];
+        memmove (self->stash, self->stash + 1, --self->stash_size * sizeof (zmq_msg_t *));
+        int rc = s_accept_reply (self, kept, reply, NULL);
+        free (kept);
+        if (rc == 0)
+            return 0;
+    }
+    int64_t start_ms = mesh_mono_ms ();
+    while (true) {
+        int64_t now_ms = mesh_mono_ms ();
+        if (only_id) {
+            s_pending_t *entry = zhashx_lookup (self->pending, only_id);
+            if (entry && entry->deadline_mono_ms <= now_ms) {
+                memset (reply, 0, sizeof *reply);
+                s_complete (self, entry, reply);
+                reply->code = MESH_CODE_DEADLINE_EXCEEDED;
+                reply->message.ptr = "no reply before the deadline";
+                reply->message.len = strlen (reply->message.ptr);
+                return 0;
+            }
+        }
+        else
+        if (s_expire_one (self, reply, now_ms))
+            return 0;
+
+        zmq_msg_t body;
+        int rc = s_recv_body (self, &body);
+        if (rc == 0) {
+            rc = s_accept_reply (self, &body, reply, only_id);
+            if (rc == 0)
+                return 0;
+            if (rc == MESH_EPROTO)
+                self->dropped++;
+            continue;
+        }
+        if (rc == MESH_EPROTO) {
+            self->dropped++;
+            continue;
+        }
+        if (rc != MESH_ETIMEDOUT)
+            return rc;
+
+        //  Nothing waiting: sleep on the socket until a reply, the earliest
+        //  deadline, or the caller's timeout.
+        if (self->heap_size == 0 && timeout_ms < 0)
+            return MESH_ETIMEDOUT;
+        int64_t wait_ms = -1;
+        if (self->heap_size)
+            wait_ms = self->heap[0]->deadline_mono_ms - now_ms;
+        if (timeout_ms >= 0) {
+            int64_t left_ms = start_ms + timeout_ms - now_ms;
+            if (left_ms <= 0)
+                return MESH_ETIMEDOUT;
+            if (wait_ms < 0 || left_ms < wait_ms)
+                wait_ms = left_ms;
+        }
+        zmq_pollitem_t item = { self->dealer, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, (long) (wait_ms < 0? 0: wait_ms)) < 0)
+            return errno == EINTR? MESH_EINTR: MESH_EIO;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Wait for one outcome.
+int
+mesh_client_recv (mesh_client_t *self, mesh_reply_t *reply, int timeout_ms)
+{
+    assert (self);
+    assert (reply);
+    return s_next_outcome (self, reply, timeout_ms, NULL);
+}
+
+//  --------------------------------------------------------------------------
+//  Send one request and wait for its outcome.
+int
+mesh_client_call (mesh_client_t *self, const mesh_call_t *call, mesh_reply_t *reply)
+{
+    assert (self);
+    assert (reply);
+    char id[MESH_ENVELOPE_MAX_ID + 1];
+    int rc = mesh_client_send (self, call, id);
+    if (rc)
+        return rc;
+    //  Bounded by the request's own deadline
+    return s_next_outcome (self, reply, -1, id);
+}
+
+//  --------------------------------------------------------------------------
+//  Requests sent and not yet reported.
+size_t
+mesh_client_pending (const mesh_client_t *self)
+{
+    assert (self);
+    return zhashx_size (self->pending);
+}
+
+//  --------------------------------------------------------------------------
+//  The DEALER socket, for zmq_poll.
+void *
+mesh_client_socket (mesh_client_t *self)
+{
+    assert (self);
+    return self->dealer;
+}
+
+//  --------------------------------------------------------------------------
+//  Milliseconds until the earliest pending deadline, or -1.
+int
+mesh_client_next_deadline_ms (const mesh_client_t *self)
+{
+    assert (self);
+    if (self->heap_size == 0)
+        return -1;
+    int64_t left = self->heap[0]->deadline_mono_ms - mesh_mono_ms ();
+    return left < 0? 0: (int) left;
+}

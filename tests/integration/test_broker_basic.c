@@ -1,0 +1,111 @@
+/*  =========================================================================
+    test_broker_basic - round trips and load balancing through mesh-broker
+    Real processes on loopback: one broker, echo workers, a libmesh client.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "mesh/mesh_client.h"
+#include "mesh_test.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static mesh_test_broker_t s_broker;
+static mesh_client_t *s_client;
+
+static void
+s_setup (void)
+{
+    memset (&s_broker, 0, sizeof s_broker);
+    cr_assert (mesh_test_broker_start (&s_broker, 250, NULL), "broker did not start");
+    s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
+    cr_assert_not_null (s_client);
+}
+
+static void
+s_teardown (void)
+{
+    mesh_client_destroy (&s_client);
+    mesh_test_broker_stop (&s_broker);
+}
+
+TestSuite (broker_basic, .init = s_setup, .fini = s_teardown, .timeout = 60.);
+
+//  Pack {"text": text} into a fresh buffer.
+static void
+s_pack_text (msgpack_sbuffer *buffer, const char *text)
+{
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    mesh_pack_cstr (&packer, "text");
+    mesh_pack_cstr (&packer, text);
+}
+
+Test (broker_basic, echo_round_trip)
+{
+    mesh_proc_t *worker = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, 250, NULL);
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init (&body);
+    s_pack_text (&body, "hello mesh");
+    mesh_call_t call = { .service = "echo", .method = "echo", .body = body.data,
+                         .body_len = body.size, .timeout_ms = 5000 };
+    mesh_reply_t reply;
+    cr_assert_eq (mesh_client_call (s_client, &call, &reply), 0);
+    cr_assert_eq (reply.code, MESH_CODE_OK, "code %s: %.*s", mesh_code_name (reply.code),
+                  (int) reply.message.len, reply.message.ptr);
+    cr_assert_not_null (reply.body);
+    cr_assert_eq (reply.body->type, MSGPACK_OBJECT_MAP);
+    const msgpack_object *text = &reply.body->via.map.ptr[0].val;
+    cr_assert_eq (text->type, MSGPACK_OBJECT_STR);
+    cr_assert_eq (text->via.str.size, strlen ("hello mesh"));
+    cr_assert (memcmp (text->via.str.ptr, "hello mesh", text->via.str.size) == 0);
+
+    //  An error from the handler comes back as that code
+    call.method = "no.such.method";
+    cr_assert_eq (mesh_client_call (s_client, &call, &reply), 0);
+    cr_assert_eq (reply.code, MESH_CODE_UNIMPLEMENTED);
+    msgpack_sbuffer_destroy (&body);
+    mesh_proc_destroy (&worker);
+}
+
+Test (broker_basic, three_workers_share_3000_requests_evenly)
+{
+    mesh_proc_t *workers[3];
+    for (int index = 0; index < 3; index++)
+        workers[index] = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, 250, NULL);
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 3, 10000));
+
+    //  Keep 16 requests in flight so every worker is asked while others work
+    char who[3][32] = { "", "", "" };
+    int counts[3] = { 0, 0, 0 };
+    int sent = 0, done = 0;
+    mesh_call_t call = { .service = "echo", .method = "whoami", .timeout_ms = 10000 };
+    while (done < 3000) {
+        while (sent < 3000 && sent - done < 16) {
+            cr_assert_eq (mesh_client_send (s_client, &call, NULL), 0);
+            sent++;
+        }
+        mesh_reply_t reply;
+        cr_assert_eq (mesh_client_recv (s_client, &reply, 10000), 0, "reply %d missing", done);
+        cr_assert_eq (reply.code, MESH_CODE_OK, "%s", mesh_code_name (reply.code));
+        cr_assert_eq (reply.body->type, MSGPACK_OBJECT_STR);
+        char name[32];
+        snprintf (name, sizeof name, "%.*s", (int) reply.body->via.str.size,
+                  reply.body->via.str.ptr);
+        int slot = 0;
+        while (slot < 3 && who[slot][0] && strcmp (who[slot], name) != 0)
+            slot++;
+        cr_assert_lt (slot, 3, "more than three workers answered");
+        if (!who[slot][0])
+            strcpy (who[slot], name);
+        counts[slot]++;
+        done++;
+    }
+    for (int index = 0; index < 3; index++)
+        cr_assert (counts[index] >= 800 && counts[index] <= 1200,
+                   "worker %d served %d of 3000 (want 1000 +- 20%%): %d %d %d", index,
+                   counts[index], counts[0], counts[1], counts[2]);
+    for (int index = 0; index < 3; index++)
+        mesh_proc_destroy (&workers[index]);
+}
