@@ -202,17 +202,20 @@ mesh_cfg_print_help (const mesh_cfg_t *self, FILE *stream)
 }
 
 //  --------------------------------------------------------------------------
-//  Log the settings in force.
+//  Log the settings in force, one line.
 void
 mesh_cfg_log (const mesh_cfg_t *self)
 {
     assert (self);
+    const char **pairs = mesh_alloc (2 * (self->count + 1) * sizeof (char *));
     for (size_t index = 0; index < self->count; index++) {
         const char *value = self->values[index];
-        //  Never log secrets such as passwords inside DATABASE_URL
+        //  Never log secrets such as the password inside DATABASE_URL
         bool secret = self->options[index].env
                    && strcmp (self->options[index].env, "DATABASE_URL") == 0;
-        mesh_log_kv (MESH_LOG_INFO, "setting", "name", self->options[index].name, "value",
-                     secret? "(set)": value? value: "(unset)", NULL);
+        pairs[2 * index] = self->options[index].name;
+        pairs[2 * index + 1] = secret && value? "(set)": value? value: "(unset)";
     }
+    mesh_log_pairs (MESH_LOG_INFO, "settings", pairs, self->count);
+    free (pairs);
 }

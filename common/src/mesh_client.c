@@ -285,40 +285,38 @@ s_expire_one (mesh_client_t *self, mesh_reply_t *reply, int64_t now_ms)
 }
 
 //  Take ownership of `frame` as the current reply and decode it. If it
-//  answers a pending request other than `only_id` (NULL = any), stash it
-//  and return MESH_EBUSY. Returns 0 with *reply filled, or MESH_EPROTO for
-//  a reply to drop.
+//  answers a pending request other than `only_id` (NULL = any), stash a
+//  copy and return MESH_EBUSY. Returns 0 with *reply filled, or MESH_EPROTO
+//  for a reply to drop.
 static int
 s_accept_reply (mesh_client_t *self, zmq_msg_t *frame, mesh_reply_t *reply, const char *only_id)
 {
-    mesh_envelope_t envelope;
-    if (mesh_envelope_decode (self->decoder, zmq_msg_data (frame), zmq_msg_size (frame),
-                              MESH_ENVELOPE_REPLY, &envelope)
-        != 0) {
-        zmq_msg_close (frame);
-        return MESH_EPROTO;
-    }
-    char id[MESH_ENVELOPE_MAX_ID + 1];
-    memcpy (id, envelope.id.ptr, envelope.id.len);
-    id[envelope.id.len] = '\0';
-    s_pending_t *entry = zhashx_lookup (self->pending, id);
-    if (!entry) {
-        zmq_msg_close (frame);  //  Late reply after its deadline, or not ours
-        return MESH_EPROTO;
-    }
-    if (only_id && strcmp (only_id, id) != 0) {
-        zmq_msg_t *kept = mesh_alloc (sizeof (zmq_msg_t));
-        zmq_msg_init (kept);
-        zmq_msg_move (kept, frame);
-        self->stash = mesh_realloc (self->stash, (self->stash_size + 1) * sizeof (zmq_msg_t *));
-        self->stash[self->stash_size++] = kept;
-        return MESH_EBUSY;
-    }
+    //  Move before decoding: a small message lives inside its zmq_msg_t, so
+    //  views taken before a move would point at the old copy.
     if (self->has_current)
         zmq_msg_close (&self->current);
     zmq_msg_init (&self->current);
     zmq_msg_move (&self->current, frame);
     self->has_current = true;
+    mesh_envelope_t envelope;
+    if (mesh_envelope_decode (self->decoder, zmq_msg_data (&self->current),
+                              zmq_msg_size (&self->current), MESH_ENVELOPE_REPLY, &envelope)
+        != 0)
+        return MESH_EPROTO;
+    char id[MESH_ENVELOPE_MAX_ID + 1];
+    memcpy (id, envelope.id.ptr, envelope.id.len);
+    id[envelope.id.len] = '\0';
+    s_pending_t *entry = zhashx_lookup (self->pending, id);
+    if (!entry)
+        return MESH_EPROTO;     //  Late reply after its deadline, or not ours
+    if (only_id && strcmp (only_id, id) != 0) {
+        zmq_msg_t *kept = mesh_alloc (sizeof (zmq_msg_t));
+        zmq_msg_init (kept);
+        zmq_msg_copy (kept, &self->current);
+        self->stash = mesh_realloc (self->stash, (self->stash_size + 1) * sizeof (zmq_msg_t *));
+        self->stash[self->stash_size++] = kept;
+        return MESH_EBUSY;
+    }
     memset (reply, 0, sizeof *reply);
     s_complete (self, entry, reply);
     if (envelope.is_error) {
@@ -363,6 +361,7 @@ s_next_outcome (mesh_client_t *self, mesh_reply_t *reply, int timeout_ms, const 
         zmq_msg_t *kept = self->stash[0];
         memmove (self->stash, self->stash + 1, --self->stash_size * sizeof (zmq_msg_t *));
         int rc = s_accept_reply (self, kept, reply, NULL);
+        zmq_msg_close (kept);
         free (kept);
         if (rc == 0)
             return 0;

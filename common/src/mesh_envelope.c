@@ -113,6 +113,119 @@ s_take_error (mesh_envelope_decoder_t *self, const msgpack_object *value,
     return 0;
 }
 
+//  What s_scan found.
+typedef enum {
+    S_SCAN_OK,                  //  One whole object; *end is where it ends
+    S_SCAN_TRUNCATED,           //  The input ends inside the object
+    S_SCAN_INVALID,             //  A byte that starts no MessagePack object
+    S_SCAN_TOO_DEEP,            //  More than MESH_ENVELOPE_MAX_DEPTH open containers
+} s_scan_t;
+
+//  Big-endian unsigned integer of `width` bytes (1, 2 or 4).
+static uint64_t
+s_read_be (const unsigned char *bytes, size_t width)
+{
+    uint64_t value = 0;
+    for (size_t index = 0; index < width; index++)
+        value = (value << 8) | bytes[index];
+    return value;
+}
+
+//  Walk one MessagePack object without building anything. msgpack-c
+//  allocates a container's items as soon as it reads the header, trusting
+//  the count: five bytes can claim four billion items (about 100 GB, which
+//  kills a sanitized or fuzzing build outright and reserves absurd memory
+//  elsewhere). Every item takes at least one byte, so a count larger than
+//  the bytes left is truncation; and once this walk has seen the whole
+//  object, msgpack-c allocates at most one msgpack_object per input byte.
+//  Depth is counted as msgpack-c does: an open container is a level, and a
+//  container header (even an empty one) at the limit is too deep.
+static s_scan_t
+s_scan (const unsigned char *data, size_t size, size_t *end)
+{
+    uint64_t pending[MESH_ENVELOPE_MAX_DEPTH];  //  Items left in each open container
+    int depth = 0;
+    size_t at = 0;
+    while (true) {
+        if (at >= size)
+            return S_SCAN_TRUNCATED;
+        unsigned int byte = data[at++];
+        size_t width = 0;       //  Bytes of the length or count that follow
+        uint64_t skip = 0;      //  Scalars: payload bytes; containers: their count
+        int items = 0;          //  0: scalar; 1: array (count items); 2: map (pairs)
+        if (byte <= 0x7f || byte >= 0xe0 || byte == 0xc0 || byte == 0xc2 || byte == 0xc3) {
+            //  fixint, nil, bool: the byte is the whole object
+        }
+        else
+        if (byte <= 0x8f) {
+            items = 2;
+            skip = byte & 0x0f;
+        }
+        else
+        if (byte <= 0x9f) {
+            items = 1;
+            skip = byte & 0x0f;
+        }
+        else
+        if (byte <= 0xbf)
+            skip = byte & 0x1f;
+        else
+            switch (byte) {
+                case 0xc4: case 0xd9: width = 1; break;             //  bin8, str8
+                case 0xc5: case 0xda: width = 2; break;             //  bin16, str16
+                case 0xc6: case 0xdb: width = 4; break;             //  bin32, str32
+                case 0xc7: width = 1; skip = 1; break;              //  ext8: + type
+                case 0xc8: width = 2; skip = 1; break;
+                case 0xc9: width = 4; skip = 1; break;
+                case 0xca: skip = 4; break;                         //  float32
+                case 0xcb: skip = 8; break;                         //  float64
+                case 0xcc: case 0xd0: skip = 1; break;              //  (u)int8
+                case 0xcd: case 0xd1: skip = 2; break;
+                case 0xce: case 0xd2: skip = 4; break;
+                case 0xcf: case 0xd3: skip = 8; break;
+                case 0xd4: skip = 2; break;                         //  fixext1: type + 1
+                case 0xd5: skip = 3; break;
+                case 0xd6: skip = 5; break;
+                case 0xd7: skip = 9; break;
+                case 0xd8: skip = 17; break;
+                case 0xdc: width = 2; items = 1; break;             //  array16
+                case 0xdd: width = 4; items = 1; break;             //  array32
+                case 0xde: width = 2; items = 2; break;             //  map16
+                case 0xdf: width = 4; items = 2; break;             //  map32
+                default: return S_SCAN_INVALID;                     //  0xc1
+            }
+        if (width) {
+            if (width > size - at)
+                return S_SCAN_TRUNCATED;
+            skip += s_read_be (data + at, width);
+            at += width;
+        }
+        if (items) {
+            if (depth == MESH_ENVELOPE_MAX_DEPTH)
+                return S_SCAN_TOO_DEEP;
+            uint64_t count = skip * (uint64_t) items;
+            if (count > size - at)
+                return S_SCAN_TRUNCATED;
+            if (count) {
+                pending[depth++] = count;
+                continue;
+            }
+        }
+        else {
+            if (skip > size - at)
+                return S_SCAN_TRUNCATED;
+            at += (size_t) skip;
+        }
+        //  One object is complete: so are the containers it filled up
+        while (depth > 0 && --pending[depth - 1] == 0)
+            depth--;
+        if (depth == 0) {
+            *end = at;
+            return S_SCAN_OK;
+        }
+    }
+}
+
 //  --------------------------------------------------------------------------
 //  Decode `size` bytes as an envelope of `kind`.
 int
@@ -130,6 +243,22 @@ mesh_envelope_decode (mesh_envelope_decoder_t *self, const void *data, size_t si
     if (size == 0)
         return s_fail (self, MESH_EINVAL, "envelope is empty");
 
+    size_t end = 0;
+    switch (s_scan ((const unsigned char *) data, size, &end)) {
+        case S_SCAN_OK: break;
+        case S_SCAN_TRUNCATED:
+            return s_fail (self, MESH_EINVAL, "envelope is truncated MessagePack");
+        case S_SCAN_TOO_DEEP:
+            return s_fail (self, MESH_ETOODEEP, "envelope is nested deeper than %d levels",
+                           MESH_ENVELOPE_MAX_DEPTH);
+        default:
+            return s_fail (self, MESH_EINVAL, "envelope is not valid MessagePack");
+    }
+    if (end < size)
+        return s_fail (self, MESH_EINVAL, "envelope has %zu trailing bytes", size - end);
+
+    //  s_scan has checked shape, depth and length: what msgpack-c can still
+    //  report is running out of memory, which is refused input too.
     msgpack_zone_clear (&self->zone);
     msgpack_object root;
     size_t offset = 0;
@@ -142,13 +271,7 @@ mesh_envelope_decode (mesh_envelope_decoder_t *self, const void *data, size_t si
         case MSGPACK_UNPACK_CONTINUE:
             return s_fail (self, MESH_EINVAL, "envelope is truncated MessagePack");
         case MSGPACK_UNPACK_NOMEM_ERROR:
-            //  msgpack-c reports its 32-level parser stack overflowing as
-            //  NOMEM; a real allocation failure would have aborted earlier
-            //  or shows up here for absurd container sizes: both are input
-            //  we refuse.
-            return s_fail (self, MESH_ETOODEEP,
-                           "envelope is nested deeper than %d levels or claims absurd sizes",
-                           MESH_ENVELOPE_MAX_DEPTH);
+            return s_fail (self, MESH_ETOOBIG, "envelope needs more memory than is available");
         default:
             return s_fail (self, MESH_EINVAL, "envelope is not valid MessagePack");
     }

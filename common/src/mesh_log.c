@@ -76,11 +76,15 @@ s_write_line (char *line)
     (void) written;             //  Nowhere to report a failed log write
 }
 
+#define S_MAX_PAIRS 32
+
 //  --------------------------------------------------------------------------
-//  Emit one line with `msg` and the key/value pairs in `args`.
-static void
-s_emit (mesh_log_level_t level, const char *msg, va_list args)
+//  Emit one line with `msg` and `count` key/value pairs (values may be NULL).
+void
+mesh_log_pairs (mesh_log_level_t level, const char *msg, const char *const *pairs, size_t count)
 {
+    if (!mesh_log_enabled (level))
+        return;
     char ts[40];
     s_timestamp (ts, sizeof ts);
     char *line = NULL;
@@ -91,12 +95,9 @@ s_emit (mesh_log_level_t level, const char *msg, va_list args)
         if (!stream)
             return;
         fprintf (stream, "%s %-5s %s: %s", ts, s_level_names[level], s_log.svc, msg);
-        const char *key;
-        while ((key = va_arg (args, const char *))) {
-            const char *value = va_arg (args, const char *);
-            if (value)
-                fprintf (stream, " %s=%s", key, value);
-        }
+        for (size_t index = 0; index < count; index++)
+            if (pairs[2 * index + 1])
+                fprintf (stream, " %s=%s", pairs[2 * index], pairs[2 * index + 1]);
         fputc (' ', stream);    //  Room for the newline s_write_line adds
         fclose (stream);
         line[strlen (line) - 1] = '\0';
@@ -109,14 +110,12 @@ s_emit (mesh_log_level_t level, const char *msg, va_list args)
         //  Invalid UTF-8 (e.g. a peer's bytes) must not lose the line
         json_t *text = json_string (msg);
         json_object_set_new (object, "msg", text? text: json_string ("(message not UTF-8)"));
-        const char *key;
-        while ((key = va_arg (args, const char *))) {
-            const char *value = va_arg (args, const char *);
-            if (value) {
-                json_t *field = json_string (value);
-                json_object_set_new (object, key, field? field: json_string ("(not UTF-8)"));
+        for (size_t index = 0; index < count; index++)
+            if (pairs[2 * index + 1]) {
+                json_t *field = json_string (pairs[2 * index + 1]);
+                json_object_set_new (object, pairs[2 * index],
+                                     field? field: json_string ("(not UTF-8)"));
             }
-        }
         char *json = json_dumps (object, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref (object);
         if (!json)
@@ -140,20 +139,18 @@ mesh_log_kv (mesh_log_level_t level, const char *msg, ...)
 {
     if (!mesh_log_enabled (level))
         return;
+    const char *pairs[2 * S_MAX_PAIRS];
+    size_t count = 0;
     va_list args;
     va_start (args, msg);
-    s_emit (level, msg, args);
+    const char *key;
+    while (count < S_MAX_PAIRS && (key = va_arg (args, const char *))) {
+        pairs[2 * count] = key;
+        pairs[2 * count + 1] = va_arg (args, const char *);
+        count++;
+    }
     va_end (args);
-}
-
-//  Pass an empty pair list to s_emit.
-static void
-s_emit_plain (mesh_log_level_t level, const char *msg, ...)
-{
-    va_list args;
-    va_start (args, msg);
-    s_emit (level, msg, args);
-    va_end (args);
+    mesh_log_pairs (level, msg, pairs, count);
 }
 
 //  --------------------------------------------------------------------------
@@ -168,5 +165,5 @@ mesh_logf (mesh_log_level_t level, const char *format, ...)
     va_start (args, format);
     vsnprintf (msg, sizeof msg, format, args);
     va_end (args);
-    s_emit_plain (level, msg, NULL);
+    mesh_log_pairs (level, msg, NULL, 0);
 }

@@ -8,12 +8,13 @@
 #include "mesh/mesh_time.h"
 
 #include <arpa/inet.h>
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <msgpack.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,15 +81,29 @@ mesh_proc_start (const char *const *argv, const char *const *env)
     for (size_t index = 0; index < ours; index++)
         child_env[count++] = environ[index];
 
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, log_fd, STDERR_FILENO);
-    posix_spawn_file_actions_addopen (&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    int rc = posix_spawn (&self->pid, argv[0], &actions, NULL, (char *const *) argv, child_env);
-    posix_spawn_file_actions_destroy (&actions);
+    //  fork + exec rather than posix_spawn: the child must ask the kernel to
+    //  kill it when the test process dies (timeout, crash, failed assert),
+    //  or orphans would hold ctest's output pipe and ports open.
+    pid_t parent = getpid ();
+    self->pid = fork ();
+    if (self->pid == 0) {
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid () != parent)
+            _exit (127);        //  Parent already gone
+        int null_fd = open ("/dev/null", O_RDWR);
+        dup2 (null_fd, STDIN_FILENO);
+        dup2 (null_fd, STDOUT_FILENO);
+        dup2 (log_fd, STDERR_FILENO);
+        //  The test process may block signals; the child starts clean
+        sigset_t none;
+        sigemptyset (&none);
+        sigprocmask (SIG_SETMASK, &none, NULL);
+        execve (argv[0], (char *const *) argv, child_env);
+        _exit (127);
+    }
     free (child_env);
     close (log_fd);
-    if (rc != 0) {
+    if (self->pid < 0) {
         unlink (self->log_path);
         free (self);
         return NULL;
@@ -225,9 +240,18 @@ mesh_test_broker_stop (mesh_test_broker_t *broker)
 {
     if (!broker->proc)
         return;
-    mesh_proc_signal (broker->proc, SIGTERM);
-    if (!mesh_proc_wait_exit (broker->proc, 5000, NULL))
-        mesh_proc_signal (broker->proc, SIGKILL);
+    if (mesh_proc_pid (broker->proc) > 0) {
+        mesh_proc_signal (broker->proc, SIGTERM);
+        int status = -1;
+        bool exited = mesh_proc_wait_exit (broker->proc, 10000, &status);
+        if (!exited || !WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+            char *log = mesh_proc_log (broker->proc);
+            size_t len = strlen (log);
+            cr_expect (false, "broker did not exit 0 on SIGTERM (status %d); log tail:\n%s",
+                       status, log + (len > 4000? len - 4000: 0));
+            free (log);
+        }
+    }
     mesh_proc_destroy (&broker->proc);
 }
 
@@ -278,38 +302,68 @@ mesh_test_mmi (const char *endpoint, const char *mmi_service, const char *body, 
     return true;
 }
 
-//  Workers of `service` in an mmi.services reply, or 0.
-static size_t
-s_workers_of (const char *reply, size_t len, const char *service)
+//  Fill *stats for `service` from an mmi.services reply. Returns false when
+//  the reply is not the expected map.
+static bool
+s_parse_stats (const char *reply, size_t len, const char *service,
+               mesh_test_service_stats_t *stats)
 {
+    memset (stats, 0, sizeof *stats);
     msgpack_unpacked unpacked;
     msgpack_unpacked_init (&unpacked);
-    size_t workers = 0;
-    if (msgpack_unpack_next (&unpacked, reply, len, NULL) == MSGPACK_UNPACK_SUCCESS
-        && unpacked.data.type == MSGPACK_OBJECT_MAP && unpacked.data.via.map.size == 1) {
-        msgpack_object list = unpacked.data.via.map.ptr[0].val;
-        for (uint32_t index = 0; list.type == MSGPACK_OBJECT_ARRAY && index < list.via.array.size;
-             index++) {
-            msgpack_object entry = list.via.array.ptr[index];
-            bool match = false;
-            size_t count = 0;
-            for (uint32_t field = 0; entry.type == MSGPACK_OBJECT_MAP && field < entry.via.map.size;
-                 field++) {
-                msgpack_object_kv *pair = &entry.via.map.ptr[field];
-                if (pair->key.via.str.size == 4 && memcmp (pair->key.via.str.ptr, "name", 4) == 0)
-                    match = pair->val.type == MSGPACK_OBJECT_STR
-                         && pair->val.via.str.size == strlen (service)
-                         && memcmp (pair->val.via.str.ptr, service, strlen (service)) == 0;
-                if (pair->key.via.str.size == 7
-                    && memcmp (pair->key.via.str.ptr, "workers", 7) == 0)
-                    count = (size_t) pair->val.via.u64;
-            }
-            if (match)
-                workers = count;
+    bool valid = msgpack_unpack_next (&unpacked, reply, len, NULL) == MSGPACK_UNPACK_SUCCESS
+              && unpacked.data.type == MSGPACK_OBJECT_MAP && unpacked.data.via.map.size == 1
+              && unpacked.data.via.map.ptr[0].val.type == MSGPACK_OBJECT_ARRAY;
+    msgpack_object list = unpacked.data.via.map.ptr[0].val;
+    for (uint32_t index = 0; valid && index < list.via.array.size; index++) {
+        msgpack_object entry = list.via.array.ptr[index];
+        mesh_test_service_stats_t found = { 0 };
+        bool match = false;
+        for (uint32_t field = 0; entry.type == MSGPACK_OBJECT_MAP && field < entry.via.map.size;
+             field++) {
+            msgpack_object_kv *pair = &entry.via.map.ptr[field];
+            if (pair->key.type != MSGPACK_OBJECT_STR)
+                continue;
+            char key[16];
+            snprintf (key, sizeof key, "%.*s", (int) pair->key.via.str.size,
+                      pair->key.via.str.ptr);
+            size_t value = pair->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                         ? (size_t) pair->val.via.u64
+                         : 0;
+            if (strcmp (key, "name") == 0)
+                match = pair->val.type == MSGPACK_OBJECT_STR
+                     && pair->val.via.str.size == strlen (service)
+                     && memcmp (pair->val.via.str.ptr, service, strlen (service)) == 0;
+            else
+            if (strcmp (key, "workers") == 0)
+                found.workers = value;
+            else
+            if (strcmp (key, "idle_credit") == 0)
+                found.idle_credit = value;
+            else
+            if (strcmp (key, "queued") == 0)
+                found.queued = value;
+            else
+            if (strcmp (key, "in_flight") == 0)
+                found.in_flight = value;
         }
+        if (match)
+            *stats = found;
     }
     msgpack_unpacked_destroy (&unpacked);
-    return workers;
+    return valid;
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_service_stats (const char *endpoint, const char *service,
+                         mesh_test_service_stats_t *stats, int timeout_ms)
+{
+    char *reply = mesh_alloc (1 << 20);
+    int len = s_mmi_raw (endpoint, "mmi.services", "", reply, 1 << 20, timeout_ms);
+    bool valid = len > 0 && s_parse_stats (reply, (size_t) len, service, stats);
+    free (reply);
+    return valid;
 }
 
 //  --------------------------------------------------------------------------
@@ -318,12 +372,27 @@ mesh_test_wait_workers (const char *endpoint, const char *service, size_t worker
                         int timeout_ms)
 {
     int64_t until = mesh_mono_ms () + timeout_ms;
-    static char reply[65536];
     while (mesh_mono_ms () < until) {
-        int len = s_mmi_raw (endpoint, "mmi.services", "", reply, sizeof reply, 500);
-        if (len > 0 && s_workers_of (reply, (size_t) len, service) >= workers)
+        mesh_test_service_stats_t stats;
+        if (mesh_test_service_stats (endpoint, service, &stats, 500) && stats.workers >= workers)
             return true;
         usleep (10 * 1000);     //  Between bounded queries; the deadline bounds the loop
+    }
+    return false;
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_wait_load (const char *endpoint, const char *service, size_t queued,
+                     size_t in_flight, int timeout_ms)
+{
+    int64_t until = mesh_mono_ms () + timeout_ms;
+    while (mesh_mono_ms () < until) {
+        mesh_test_service_stats_t stats;
+        if (mesh_test_service_stats (endpoint, service, &stats, 500) && stats.queued >= queued
+            && stats.in_flight >= in_flight)
+            return true;
+        usleep (10 * 1000);
     }
     return false;
 }

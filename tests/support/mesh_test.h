@@ -1,6 +1,7 @@
 /*  =========================================================================
     mesh_test - helpers for tests that run real mesh processes
-    Processes are started with posix_spawn, their stderr (JSON log lines)
+    Processes are started with fork/exec (killed by the kernel if the test
+    process dies first), their stderr (JSON log lines)
     goes to a temp file that tests can wait on, and they are stopped by PID.
     Every wait is bounded. Ports come from the kernel (bind to port 0).
     SPDX-License-Identifier: MPL-2.0
@@ -75,7 +76,10 @@ bool
     mesh_test_broker_start (mesh_test_broker_t *broker, int heartbeat_ms,
                             const char *const *extra);
 
-//  Stop it with SIGTERM and reap (SIGKILL after 5 s).
+//  Stop it with SIGTERM and reap (SIGKILL after 5 s). Expects (Criterion
+//  cr_expect) a clean exit 0: under the sanitizer builds a race, leak or
+//  undefined behaviour in the broker makes its exit status non-zero and so
+//  fails the test that ran it. Safe when the broker is not running.
 void
     mesh_test_broker_stop (mesh_test_broker_t *broker);
 
@@ -90,6 +94,26 @@ bool
 bool
     mesh_test_wait_workers (const char *endpoint, const char *service, size_t workers,
                             int timeout_ms);
+
+//  One service as mmi.services reports it.
+typedef struct {
+    size_t workers;
+    size_t idle_credit;
+    size_t queued;
+    size_t in_flight;
+} mesh_test_service_stats_t;
+
+//  Ask the broker (mmi.services) for `service`'s numbers. Returns false when
+//  the broker does not answer in timeout_ms; a service it does not list
+//  gives all zeros.
+bool
+    mesh_test_service_stats (const char *endpoint, const char *service,
+                             mesh_test_service_stats_t *stats, int timeout_ms);
+
+//  Wait until `service` has queued >= queued and in_flight >= in_flight.
+bool
+    mesh_test_wait_load (const char *endpoint, const char *service, size_t queued,
+                         size_t in_flight, int timeout_ms);
 
 //  Start the test echo worker (mesh-echo-worker) for `service` with
 //  `credit` and `heartbeat_ms`, plus extra flags (may be NULL).

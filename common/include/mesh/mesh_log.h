@@ -11,6 +11,7 @@
 #define MESH_LOG_H_INCLUDED
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum {
     MESH_LOG_DEBUG = 0,
@@ -35,6 +36,11 @@ bool
 //  escaped as JSON strings; keys must be plain identifiers.
 void
     mesh_log_kv (mesh_log_level_t level, const char *msg, ...);
+
+//  Same with `count` pairs from an array: pairs[2i] key, pairs[2i+1] value.
+void
+    mesh_log_pairs (mesh_log_level_t level, const char *msg, const char *const *pairs,
+                    size_t count);
 
 //  printf-style message with no extra fields.
 void
