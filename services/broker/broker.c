@@ -606,7 +606,7 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
         s_malformed (self, BROKER_MALFORMED_SERVICE, "client request with unusable service name");
         return;
     }
-    if (name_len > 4 && memcmp (zmq_msg_data (service_frame), "mmi.", 4) == 0) {
+    if (name_len >= 4 && memcmp (zmq_msg_data (service_frame), "mmi.", 4) == 0) {
         s_on_mmi (self, &ticket.client, service_frame, frames);
         return;
     }

@@ -76,13 +76,16 @@ Test (broker_basic, three_workers_share_3000_requests_evenly)
         workers[index] = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, 250, NULL);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 3, 10000));
 
-    //  Keep 16 requests in flight so every worker is asked while others work
+    //  One request at a time: then the share depends only on the broker's
+    //  choice (least recently used), not on how fast each process happens to
+    //  run on a loaded machine (with many in flight a faster worker frees up
+    //  more often and rightly gets more).
     char who[3][32] = { "", "", "" };
     int counts[3] = { 0, 0, 0 };
     int sent = 0, done = 0;
     mesh_call_t call = { .service = "echo", .method = "whoami", .timeout_ms = 10000 };
     while (done < 3000) {
-        while (sent < 3000 && sent - done < 16) {
+        while (sent < 3000 && sent - done < 1) {
             cr_assert_eq (mesh_client_send (s_client, &call, NULL), 0);
             sent++;
         }

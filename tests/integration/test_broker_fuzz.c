@@ -649,9 +649,10 @@ s_monitor_wait (void *monitor, int wanted, int timeout_ms)
             memcpy (&number, zmq_msg_data (&frame), 2);
             event = number;
         }
-        //  Second frame: the endpoint
-        while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, monitor, 0) >= 0)
-            ;
+        //  Then the endpoint frame, which we do not need
+        bool more = zmq_msg_more (&frame);
+        while (more && zmq_msg_recv (&frame, monitor, 0) >= 0)
+            more = zmq_msg_more (&frame);
         zmq_msg_close (&frame);
         if (event == wanted)
             return true;

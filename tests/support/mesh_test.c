@@ -52,7 +52,11 @@ mesh_test_free_port (void)
 const char *
 mesh_test_bin (const char *name, char *buffer, size_t size)
 {
-    const char *dir = getenv ("MESH_BIN_DIR");
+    //  MESH_PROCESS_BIN_DIR lets a sanitizer run swap in instrumented
+    //  processes under uninstrumented tests (see tests/CMakeLists.txt)
+    const char *dir = getenv ("MESH_PROCESS_BIN_DIR");
+    if (!dir || !*dir)
+        dir = getenv ("MESH_BIN_DIR");
     snprintf (buffer, size, "%s/%s", dir? dir: "bin", name);
     return buffer;
 }

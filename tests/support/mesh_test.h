@@ -19,8 +19,9 @@ typedef struct mesh_proc_s mesh_proc_t;
 int
     mesh_test_free_port (void);
 
-//  Full path of a binary built by the project (from MESH_BIN_DIR, set by
-//  ctest). Returns a static buffer per call site use: copy if needed.
+//  Full path of a binary built by the project into `buffer`: from
+//  MESH_PROCESS_BIN_DIR when set (sanitized processes), else MESH_BIN_DIR
+//  (set by ctest). Returns buffer.
 const char *
     mesh_test_bin (const char *name, char *buffer, size_t size);
 
