@@ -263,6 +263,7 @@ broker_new (const broker_cfg_t *cfg, int *err)
         if (!self->xsub || !self->xpub)
             goto fail;
         zmq_setsockopt (self->xsub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
+        zmq_setsockopt (self->xpub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
         if (s_bind (self->xsub, cfg->xsub_bind, "events-xsub")
             || s_bind (self->xpub, cfg->xpub_bind, "events-xpub"))
             goto fail;
