@@ -94,7 +94,7 @@ s_take_error (mesh_envelope_decoder_t *self, const msgpack_object *value,
         const msgpack_object_kv *pair = &value->via.map.ptr[index];
         int rc = 0;
         if (s_key_is (&pair->key, "code")) {
-            mesh_slice_t code;
+            mesh_slice_t code = { NULL, 0 };
             rc = s_take_str (self, &pair->val, "error.code", &code);
             if (rc == 0) {
                 envelope->code = mesh_code_from_name (code.ptr, code.len);

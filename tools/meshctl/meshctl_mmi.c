@@ -11,6 +11,7 @@
 #include "meshctl.h"
 #include "mesh/mdp.h"
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_envelope.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_json.h"
 #include "mesh/mesh_log.h"
@@ -107,18 +108,30 @@ s_map_get (const msgpack_object *map, const char *key)
     return NULL;
 }
 
+//  Name string of a service row; empty when missing (rows are checked
+//  before sorting, so that only keeps the compiler's null analysis happy).
+static mesh_slice_t
+s_name_of (const msgpack_object *row)
+{
+    const msgpack_object *name = s_map_get (row, "name");
+    mesh_slice_t slice = { "", 0 };
+    if (name && name->type == MSGPACK_OBJECT_STR) {
+        slice.ptr = name->via.str.ptr;
+        slice.len = name->via.str.size;
+    }
+    return slice;
+}
+
 //  --------------------------------------------------------------------------
 //  Order services by name for a stable table (qsort comparator).
 static int
 s_compare_by_name (const void *left, const void *right)
 {
-    const msgpack_object *name_left = s_map_get (*(const msgpack_object *const *) left, "name");
-    const msgpack_object *name_right = s_map_get (*(const msgpack_object *const *) right, "name");
-    //  Both are checked strings by now
-    size_t len_left = name_left->via.str.size, len_right = name_right->via.str.size;
-    int order = memcmp (name_left->via.str.ptr, name_right->via.str.ptr,
-                        len_left < len_right? len_left: len_right);
-    return order? order: (len_left > len_right) - (len_left < len_right);
+    mesh_slice_t name_left = s_name_of (*(const msgpack_object *const *) left);
+    mesh_slice_t name_right = s_name_of (*(const msgpack_object *const *) right);
+    int order = memcmp (name_left.ptr, name_right.ptr,
+                        name_left.len < name_right.len? name_left.len: name_right.len);
+    return order? order: (name_left.len > name_right.len) - (name_left.len < name_right.len);
 }
 
 //  --------------------------------------------------------------------------
@@ -158,13 +171,13 @@ s_print_table (const msgpack_object *list)
             "QUEUED", "IN_FLIGHT");
     static const int widths[S_COLUMN_COUNT] = { 7, 11, 6, 9 };
     for (uint32_t index = 0; index < count; index++) {
-        const msgpack_object *name = s_map_get (rows[index], "name");
+        mesh_slice_t name = s_name_of (rows[index]);
         //  Names come from the network: print them, never control bytes
-        for (uint32_t byte = 0; byte < name->via.str.size; byte++) {
-            unsigned char c = (unsigned char) name->via.str.ptr[byte];
+        for (size_t byte = 0; byte < name.len; byte++) {
+            unsigned char c = (unsigned char) name.ptr[byte];
             putchar (c >= 0x20 && c < 0x7F? c: '?');
         }
-        printf ("%*s", name_width - (int) name->via.str.size, "");
+        printf ("%*s", name_width - (int) name.len, "");
         for (size_t column = 0; column < S_COLUMN_COUNT; column++)
             s_print_count (s_map_get (rows[index], s_columns[column]), widths[column]);
         putchar ('\n');
