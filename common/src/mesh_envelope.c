@@ -347,6 +347,124 @@ mesh_envelope_decode (mesh_envelope_decoder_t *self, const void *data, size_t si
     return 0;
 }
 
+//  Read a str header at data[*at]; on success *at is past the header and
+//  *len is the string's length (checked against the bytes left).
+static bool
+s_peek_str (const unsigned char *data, size_t size, size_t *at, size_t *len)
+{
+    if (*at >= size)
+        return false;
+    unsigned int byte = data[(*at)++];
+    size_t width = byte == 0xd9? 1: byte == 0xda? 2: byte == 0xdb? 4: 0;
+    if (byte >= 0xa0 && byte <= 0xbf)
+        *len = byte & 0x1f;
+    else
+    if (width && width <= size - *at) {
+        *len = (size_t) s_read_be (data + *at, width);
+        *at += width;
+    }
+    else
+        return false;
+    return *len <= size - *at;
+}
+
+//  Read an unsigned integer at data[*at] into *value.
+static bool
+s_peek_uint (const unsigned char *data, size_t size, size_t *at, uint64_t *value)
+{
+    if (*at >= size)
+        return false;
+    unsigned int byte = data[(*at)++];
+    if (byte <= 0x7f) {
+        *value = byte;
+        return true;
+    }
+    //  Signed encodings of non-negative values count too, as in msgpack-c
+    bool is_signed = byte >= 0xd0 && byte <= 0xd3;
+    size_t width = is_signed? (size_t) 1 << (byte - 0xd0)
+                 : byte == 0xcc? 1: byte == 0xcd? 2: byte == 0xce? 4: byte == 0xcf? 8: 0;
+    if (!width || width > size - *at || (is_signed && (data[*at] & 0x80)))
+        return false;
+    *value = 0;
+    for (size_t index = 0; index < width; index++)
+        *value = (*value << 8) | data[*at + index];
+    *at += width;
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Read id and deadline of an envelope without decoding the rest.
+int
+mesh_envelope_peek (const void *data, size_t size, mesh_slice_t *id, uint64_t *deadline_ms)
+{
+    assert (id);
+    assert (deadline_ms);
+    assert (data || size == 0);
+    const unsigned char *bytes = data;
+    size_t at = 0;
+    uint64_t pairs = 0;
+    if (size == 0)
+        return MESH_EINVAL;
+    unsigned int byte = bytes[at++];
+    if (byte >= 0x80 && byte <= 0x8f)
+        pairs = byte & 0x0f;
+    else
+    if ((byte == 0xde || byte == 0xdf) && (byte == 0xde? 2u: 4u) <= size - at) {
+        size_t width = byte == 0xde? 2: 4;
+        pairs = s_read_be (bytes + at, width);
+        at += width;
+    }
+    else
+        return MESH_ETYPE;
+    bool has_version = false, has_id = false;
+    *deadline_ms = 0;
+    for (uint64_t pair = 0; pair < pairs; pair++) {
+        size_t key_len, end;
+        size_t key_at = at;
+        if (!s_peek_str (bytes, size, &at, &key_len)) {
+            //  A key that is not a string names no field of ours: skip the pair
+            at = key_at;
+            for (int part = 0; part < 2; part++) {
+                if (s_scan (bytes + at, size - at, &end) != S_SCAN_OK)
+                    return MESH_EINVAL;
+                at += end;
+            }
+            continue;
+        }
+        const char *key = (const char *) bytes + at;
+        at += key_len;
+        if (key_len == 2 && memcmp (key, "id", 2) == 0) {
+            size_t len;
+            if (!s_peek_str (bytes, size, &at, &len) || len > MESH_ENVELOPE_MAX_ID)
+                return MESH_EINVAL;
+            id->ptr = (const char *) bytes + at;
+            id->len = len;
+            at += len;
+            has_id = true;
+            continue;
+        }
+        if (key_len == 1 && key[0] == 'v') {
+            uint64_t version;
+            if (!s_peek_uint (bytes, size, &at, &version))
+                return MESH_ETYPE;
+            if (version != MESH_ENVELOPE_VERSION)
+                return MESH_EVERSION;
+            has_version = true;
+            continue;
+        }
+        if (key_len == 8 && memcmp (key, "deadline", 8) == 0) {
+            if (!s_peek_uint (bytes, size, &at, deadline_ms))
+                return MESH_ETYPE;
+            continue;
+        }
+        //  Any other value: walk over it, bounds-checked
+        if (s_scan (bytes + at, size - at, &end) != S_SCAN_OK)
+            return MESH_EINVAL;
+        at += end;
+    }
+    return has_version && has_id && at == size? 0: MESH_EINVAL;
+}
+
 //  --------------------------------------------------------------------------
 //  Why the last decode failed.
 const char *

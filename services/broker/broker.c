@@ -71,6 +71,7 @@ typedef struct s_worker_s {
 //  A service: its ready workers and its queue.
 struct s_service_s {
     char name[MDP_MAX_SERVICE_NAME + 1];    //  NUL-terminated; the hash key
+    size_t name_len;            //  Bytes in name
     s_worker_t *ready_head;     //  Least recently used worker with spare credit
     s_worker_t *ready_tail;
     s_request_t *queue_head;    //  Oldest waiting request
@@ -95,7 +96,8 @@ struct broker_s {
     s_request_t *request_pool;  //  Free queued-request records
     size_t request_pool_size;   //  Records in the pool
     size_t queued_total;        //  Requests queued over all services
-    mesh_envelope_decoder_t *decoder;   //  Peeks at bodies
+    int64_t now_us;             //  Monotonic time of the current wake-up
+    s_service_t *last_service;  //  Service of the previous request (one-entry cache)
     msgpack_sbuffer buffer;     //  Builds error envelopes and MMI replies
     broker_metrics_t metrics;   //  Process-wide series
     broker_service_metrics_t unregistered_metrics;  //  Services that never had a worker
@@ -233,7 +235,6 @@ broker_new (const broker_cfg_t *cfg, int *err)
     zhashx_set_key_hasher (self->workers, s_peer_id_hash);
     zhashx_set_key_comparator (self->workers, s_peer_id_compare);
     zhashx_set_destructor (self->workers, s_worker_destroy);
-    self->decoder = mesh_envelope_decoder_new (cfg->max_frame);
     msgpack_sbuffer_init (&self->buffer);
     broker_metrics_init (&self->metrics, cfg->metrics);
     broker_service_metrics_init (&self->unregistered_metrics, cfg->metrics, "_unregistered");
@@ -298,7 +299,6 @@ broker_destroy (broker_t **self_p)
             zmq_close (self->xpub);
         if (self->context)
             zmq_ctx_term (self->context);
-        mesh_envelope_decoder_destroy (&self->decoder);
         msgpack_sbuffer_destroy (&self->buffer);
         free (self);
         *self_p = NULL;
@@ -487,7 +487,7 @@ s_dispatch (broker_t *self, s_service_t *service, const s_ticket_t *ticket, zmq_
         if (worker->in_flight < worker->credit)
             s_ready_append (service, worker);
         mesh_histogram_observe (service->metrics->time_in_broker,
-                                (double) (mesh_mono_us () - ticket->received_us) / 1e6);
+                                (double) (self->now_us - ticket->received_us) / 1e6);
         return 0;
     }
     return MESH_ENOTFOUND;
@@ -516,14 +516,21 @@ s_drain_queue (broker_t *self, s_service_t *service)
 static s_service_t *
 s_service_require (broker_t *self, const void *name, size_t len, bool create)
 {
+    //  Traffic comes in runs for one service: skip the hash for those
+    s_service_t *service = self->last_service;
+    if (service && service->name_len == len && memcmp (service->name, name, len) == 0)
+        return service;
     char key[MDP_MAX_SERVICE_NAME + 1];
     memcpy (key, name, len);
     key[len] = '\0';
-    s_service_t *service = zhashx_lookup (self->services, key);
+    service = zhashx_lookup (self->services, key);
+    if (service)
+        self->last_service = service;
     if (service || !create || zhashx_size (self->services) >= self->cfg.max_services)
         return service;
     service = mesh_alloc (sizeof (s_service_t));
     memcpy (service->name, key, len + 1);
+    service->name_len = len;
     service->metrics = &self->unregistered_metrics;
     zhashx_insert (self->services, service->name, service);
     mesh_gauge_set (self->metrics.services, (double) zhashx_size (self->services));
@@ -537,6 +544,8 @@ s_service_reap (broker_t *self, s_service_t *service)
 {
     if (service->workers == 0 && service->queued == 0
         && service->metrics == &self->unregistered_metrics) {
+        if (self->last_service == service)
+            self->last_service = NULL;
         zhashx_delete (self->services, service->name);
         mesh_gauge_set (self->metrics.services, (double) zhashx_size (self->services));
     }
@@ -611,18 +620,19 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
         s_on_mmi (self, &ticket.client, service_frame, frames);
         return;
     }
-    ticket.received_us = mesh_mono_us ();
+    ticket.received_us = self->now_us;
     zmq_msg_t *body = &frames->frame[4];
     int body_count = frames->count - 4;
-    mesh_envelope_t envelope;
+    mesh_slice_t id = { NULL, 0 };
+    uint64_t deadline_ms = 0;
     ticket.enveloped = body_count == 1
-                    && mesh_envelope_decode (self->decoder, zmq_msg_data (body),
-                                             zmq_msg_size (body), MESH_ENVELOPE_ANY, &envelope)
+                    && mesh_envelope_peek (zmq_msg_data (body), zmq_msg_size (body), &id,
+                                           &deadline_ms)
                            == 0;
     ticket.id_len = 0;
     if (ticket.enveloped) {
-        ticket.id_len = (uint8_t) envelope.id.len;
-        memcpy (ticket.id, envelope.id.ptr, envelope.id.len);
+        ticket.id_len = (uint8_t) id.len;
+        memcpy (ticket.id, id.ptr, id.len);
     }
     else
         mesh_counter_inc (self->metrics.opaque_bodies);
@@ -650,8 +660,8 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
     }
     s_request_t *request = s_request_new (self);
     request->ticket = ticket;
-    request->deadline_ms = ticket.enveloped && envelope.deadline_ms
-                         ? envelope.deadline_ms
+    request->deadline_ms = ticket.enveloped && deadline_ms
+                         ? deadline_ms
                          : mesh_wall_ms () + (uint64_t) self->cfg.default_wait_ms;
     for (int index = 0; index < body_count; index++) {
         zmq_msg_init (&request->body[index]);
@@ -750,18 +760,18 @@ s_find_slot (broker_t *self, s_worker_t *worker, const s_peer_id_t *client, zmq_
         }
     if (matches <= 1)
         return first;
-    mesh_envelope_t envelope;
+    mesh_slice_t id;
+    uint64_t deadline_ms;
     if (body_count != 1
-        || mesh_envelope_decode (self->decoder, zmq_msg_data (body), zmq_msg_size (body),
-                                 MESH_ENVELOPE_ANY, &envelope)
+        || mesh_envelope_peek (zmq_msg_data (body), zmq_msg_size (body), &id, &deadline_ms)
                != 0)
         return first;
     for (int slot = first; slot < worker->credit; slot++) {
         s_ticket_t *ticket = &worker->slots[slot];
         if (worker->slot_used[slot] && ticket->client.len == client->len
             && memcmp (ticket->client.bytes, client->bytes, client->len) == 0
-            && ticket->enveloped && ticket->id_len == envelope.id.len
-            && memcmp (ticket->id, envelope.id.ptr, envelope.id.len) == 0)
+            && ticket->enveloped && ticket->id_len == id.len
+            && memcmp (ticket->id, id.ptr, id.len) == 0)
             return slot;
     }
     return first;
@@ -1023,6 +1033,7 @@ broker_run (broker_t *self, int stop_fd)
         }
         if (items[1].revents & ZMQ_POLLIN)
             break;
+        self->now_us = mesh_mono_us ();     //  One clock read per wake-up
         if (items[0].revents & ZMQ_POLLIN)
             for (int batch = 0; batch < S_BATCH; batch++) {
                 mdp_frames_t frames;

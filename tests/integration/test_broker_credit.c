@@ -61,14 +61,28 @@ static s_raw_worker_t s_worker;
 static void *s_clients[S_CLIENTS];
 static void *s_spare[3];            //  Workers with a bad credit
 
+//  Start s_broker on fresh ports. A port mesh_test_free_port found free a
+//  moment ago can be taken by another process before the broker binds it
+//  (seen with test binaries running concurrently), so try again then.
+static bool
+s_broker_start (int heartbeat_ms, const char *const *extra)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        memset (&s_broker, 0, sizeof s_broker);
+        if (mesh_test_broker_start (&s_broker, heartbeat_ms, extra))
+            return true;
+        mesh_proc_destroy (&s_broker.proc);     //  Not _stop: it expects exit 0
+    }
+    return false;
+}
+
 static void
 s_setup (void)
 {
-    memset (&s_broker, 0, sizeof s_broker);
     memset (&s_worker, 0, sizeof s_worker);
     memset (s_clients, 0, sizeof s_clients);
     memset (s_spare, 0, sizeof s_spare);
-    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "broker did not start");
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
     s_context = zmq_ctx_new ();
     cr_assert_not_null (s_context);
 }

@@ -77,6 +77,21 @@ TestSuite (broker_failures, .init = s_setup, .fini = s_teardown, .timeout = 120.
 //  --------------------------------------------------------------------------
 //  Helpers
 
+//  Start s_broker on fresh ports. A port mesh_test_free_port found free a
+//  moment ago can be taken by another process before the broker binds it
+//  (seen with test binaries running concurrently), so try again then.
+static bool
+s_broker_start (int heartbeat_ms, const char *const *extra)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        memset (&s_broker, 0, sizeof s_broker);
+        if (mesh_test_broker_start (&s_broker, heartbeat_ms, extra))
+            return true;
+        mesh_proc_destroy (&s_broker.proc);     //  Not _stop: it expects exit 0
+    }
+    return false;
+}
+
 //  Pack {"ms": ms} (the echo worker's sleep body) into *buffer.
 static void
 s_pack_ms (msgpack_sbuffer *buffer, uint32_t ms)
@@ -407,7 +422,7 @@ s_metric_value (const char *text, const char *name, const char *const *labels)
 //  shows the request staying held past heartbeat x liveness, then SIGKILL.
 Test (broker_failures, sigkilled_worker_holding_a_request_is_answered_unavailable)
 {
-    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "broker did not start");
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
     s_holder = s_holder_start (s_broker.endpoint, "echo", S_HEARTBEAT_MS);
     cr_assert (s_wait_state ("echo", 1, 0, -1, 10000, NULL), "holder did not register");
 
@@ -468,7 +483,7 @@ Test (broker_failures, sigkilled_worker_holding_a_request_is_answered_unavailabl
 //  without the kill; the test above is the one that isolates the kill.
 Test (broker_failures, sigkilled_echo_worker_mid_request_then_survivor_serves_20)
 {
-    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "broker did not start");
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
     s_workers[0] = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, S_HEARTBEAT_MS, NULL);
     cr_assert (s_wait_state ("echo", 1, 0, -1, 10000, NULL), "worker A did not register");
     s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
@@ -509,7 +524,7 @@ Test (broker_failures, sigkilled_echo_worker_mid_request_then_survivor_serves_20
 
 Test (broker_failures, workers_reregister_after_broker_restart)
 {
-    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "broker did not start");
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
     for (int index = 0; index < 2; index++)
         s_workers[index] =
             mesh_test_echo_worker (s_broker.endpoint, "echo", 1, S_HEARTBEAT_MS, NULL);
@@ -577,7 +592,7 @@ Test (broker_failures, workers_reregister_after_broker_restart)
 
 Test (broker_failures, mmi_service_and_unknown_mmi)
 {
-    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "broker did not start");
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
     s_workers[0] = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, S_HEARTBEAT_MS, NULL);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
     char answer[16];
@@ -612,7 +627,7 @@ Test (broker_failures, mmi_service_and_unknown_mmi)
 Test (broker_failures, full_queue_answers_resource_exhausted_at_once)
 {
     const char *flags[] = { "--queue-max", "2", "--liveness", "5", NULL };
-    cr_assert (mesh_test_broker_start (&s_broker, 1000, flags), "broker did not start");
+    cr_assert (s_broker_start (1000, flags), "broker did not start");
     s_workers[0] = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, 1000, NULL);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
     s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
@@ -660,7 +675,7 @@ Test (broker_failures, full_queue_answers_resource_exhausted_at_once)
 Test (broker_failures, request_expiring_in_queue_gets_deadline_exceeded_from_broker)
 {
     const char *flags[] = { "--liveness", "5", NULL };
-    cr_assert (mesh_test_broker_start (&s_broker, 1000, flags), "broker did not start");
+    cr_assert (s_broker_start (1000, flags), "broker did not start");
     s_workers[0] = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, 1000, NULL);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
     s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
@@ -717,7 +732,7 @@ Test (broker_failures, request_expiring_in_queue_gets_deadline_exceeded_from_bro
 Test (broker_failures, no_worker_unavailable_at_the_envelope_deadline)
 {
     const char *flags[] = { "--default-wait-ms", "700", NULL };
-    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, flags), "broker did not start");
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, flags), "broker did not start");
     s_dealer = s_raw_client ();
     uint64_t deadline_ms = mesh_wall_ms () + 500;
     int64_t start_ms = mesh_mono_ms ();
@@ -736,7 +751,7 @@ Test (broker_failures, no_worker_unavailable_at_the_envelope_deadline)
 Test (broker_failures, no_worker_and_no_deadline_waits_the_default)
 {
     const char *flags[] = { "--default-wait-ms", "700", NULL };
-    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, flags), "broker did not start");
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, flags), "broker did not start");
     s_dealer = s_raw_client ();
     uint64_t sent_wall_ms = mesh_wall_ms ();
     int64_t start_ms = mesh_mono_ms ();

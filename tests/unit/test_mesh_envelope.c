@@ -893,6 +893,10 @@ Test (mesh_envelope, every_truncation_of_a_valid_envelope_is_rejected)
                                  &envelope);
         cr_assert_neq (rc, 0, "a %zu-byte prefix of %zu bytes was accepted", prefix, size);
         cr_assert_str_not_empty (mesh_envelope_decoder_error (s_decoder));
+        mesh_slice_t id;
+        uint64_t deadline_ms;
+        cr_assert_neq (mesh_envelope_peek (s_copy, prefix, &id, &deadline_ms), 0,
+                       "peek accepted a %zu-byte prefix", prefix);
     }
 }
 
@@ -937,9 +941,18 @@ Test (mesh_envelope, random_byte_flips_never_crash)
         size_t length = s_random (&state) % 4 == 0? (size_t) (s_random (&state) % size): size;
         mesh_envelope_t envelope;
         int rc = mesh_envelope_decode (s_decoder, mutant, length, MESH_ENVELOPE_ANY, &envelope);
+        mesh_slice_t id;
+        uint64_t deadline_ms;
+        int peeked = mesh_envelope_peek (mutant, length, &id, &deadline_ms);
         if (rc == 0) {
             accepted++;
             s_assert_views_inside (&envelope, mutant, length);
+            //  Whatever decodes, the broker's peek reads the same way
+            cr_assert_eq (peeked, 0, "decode accepted what peek refused (round %d)", round);
+            cr_assert (id.len == envelope.id.len && (id.len == 0 || id.ptr == envelope.id.ptr),
+                       "peek id '%.*s', decode id '%.*s' (round %d)", (int) id.len, id.ptr,
+                       (int) envelope.id.len, envelope.id.ptr, round);
+            cr_assert_eq (deadline_ms, envelope.deadline_ms);
         }
         else
             cr_assert_str_not_empty (mesh_envelope_decoder_error (s_decoder));
@@ -966,4 +979,41 @@ Test (mesh_envelope, random_bytes_never_crash)
             s_assert_views_inside (&envelope, bytes, size);
         free (bytes);
     }
+}
+
+Test (mesh_envelope, peek_reads_id_and_deadline_of_requests_and_replies)
+{
+    s_pack_rich_request ();
+    mesh_slice_t id;
+    uint64_t deadline_ms = 7;
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
+    cr_assert (s_slice_is (id, "0123456789abcdef"));
+    cr_assert_eq (deadline_ms, UINT64_C (1900000000000));
+
+    msgpack_sbuffer_clear (&s_buffer);
+    mesh_envelope_pack_error (&s_packer, "r-1", 3, MESH_CODE_NOT_FOUND, "gone");
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
+    cr_assert (s_slice_is (id, "r-1"));
+    cr_assert_eq (deadline_ms, 0, "no deadline reads as 0");
+
+    //  Not envelopes: a string, a map without v, v = 2, an id that is a number
+    msgpack_sbuffer_clear (&s_buffer);
+    s_str ("hello");
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms),
+                  MESH_ETYPE);
+    msgpack_sbuffer_clear (&s_buffer);
+    msgpack_pack_map (&s_packer, 1);
+    s_kv_str ("id", "x");
+    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
+    msgpack_sbuffer_clear (&s_buffer);
+    msgpack_pack_map (&s_packer, 2);
+    s_kv_uint ("v", 2);
+    s_kv_str ("id", "x");
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms),
+                  MESH_EVERSION);
+    msgpack_sbuffer_clear (&s_buffer);
+    msgpack_pack_map (&s_packer, 2);
+    s_kv_uint ("v", 1);
+    s_kv_uint ("id", 5);
+    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
 }

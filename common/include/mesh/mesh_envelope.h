@@ -75,6 +75,16 @@ int
 const char *
     mesh_envelope_decoder_error (const mesh_envelope_decoder_t *self);
 
+//  Read only "id" and "deadline" of an envelope (request or reply), for
+//  routers such as the broker that must not pay for a full decode: walks
+//  the top-level map once, allocates nothing, never reads past `size`.
+//  Requires v = 1 and a string id; other values are skipped after a
+//  structural check (not type-checked). *id views `data`. Returns 0, or
+//  MESH_EINVAL / MESH_ETYPE / MESH_EVERSION when it is not an envelope.
+int
+    mesh_envelope_peek (const void *data, size_t size, mesh_slice_t *id,
+                        uint64_t *deadline_ms);
+
 //  What a request carries besides its body.
 typedef struct {
     const char *id;             //  Required, at most MESH_ENVELOPE_MAX_ID bytes
