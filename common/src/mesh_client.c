@@ -25,14 +25,17 @@ typedef struct {
     char id[MESH_ENVELOPE_MAX_ID + 1];  //  Hash key (the hash borrows it)
     void *tag;                  //  Caller's pointer
     int64_t deadline_mono_ms;   //  Local expiry
-    size_t heap_index;          //  Position in self->heap
+    size_t heap_index;          //  Position in self->heap, or the free-list link
 } s_pending_t;
 
 struct mesh_client_s {
     void *context;              //  ZeroMQ context, owned when own_context
     bool own_context;           //  We made the context
     void *dealer;               //  DEALER to the broker, owned
-    zhashx_t *pending;          //  id -> s_pending_t, owns values
+    zhashx_t *pending;          //  id -> s_pending_t (entries owned by the client)
+    s_pending_t **spare;        //  Finished entries kept for reuse
+    size_t spare_size;          //  Entries in spare
+    size_t spare_capacity;      //  Slots in spare
     s_pending_t **heap;         //  Min-heap by deadline, borrowed entries
     size_t heap_size;           //  Entries in heap
     size_t heap_capacity;       //  Slots in heap
@@ -46,14 +49,6 @@ struct mesh_client_s {
     uint64_t id_counter;        //  Next generated id
     uint64_t dropped;           //  Late or malformed replies dropped
 };
-
-//  Free a pending entry (hash destructor).
-static void
-s_pending_destroy (void **item_p)
-{
-    free (*item_p);
-    *item_p = NULL;
-}
 
 //  --------------------------------------------------------------------------
 //  Heap helpers: order by deadline, keep heap_index in step.
@@ -140,7 +135,6 @@ mesh_client_new (void *zmq_context, const char *endpoint, int *err)
     //  Keys point into the entries themselves: no copy per request
     zhashx_set_key_duplicator (self->pending, NULL);
     zhashx_set_key_destructor (self->pending, NULL);
-    zhashx_set_destructor (self->pending, s_pending_destroy);
     self->decoder = mesh_envelope_decoder_new (0);
     msgpack_sbuffer_init (&self->buffer);
     uint64_t random_bits = 0;
@@ -184,7 +178,14 @@ mesh_client_destroy (mesh_client_t **self_p)
             zmq_close (self->dealer);
         if (self->own_context && self->context)
             zmq_ctx_term (self->context);
+        if (self->pending)
+            for (s_pending_t *entry = zhashx_first (self->pending); entry;
+                 entry = zhashx_next (self->pending))
+                free (entry);
         zhashx_destroy (&self->pending);
+        for (size_t index = 0; index < self->spare_size; index++)
+            free (self->spare[index]);
+        free (self->spare);
         free (self->heap);
         for (size_t index = 0; index < self->stash_size; index++) {
             zmq_msg_close (self->stash[index]);
@@ -200,6 +201,49 @@ mesh_client_destroy (mesh_client_t **self_p)
     }
 }
 
+//  A pending entry, from the spare list when there is one.
+static s_pending_t *
+s_entry_new (mesh_client_t *self)
+{
+    if (self->spare_size)
+        return self->spare[--self->spare_size];
+    return mesh_alloc (sizeof (s_pending_t));
+}
+
+//  Keep a finished entry for reuse (bounded: a burst does not pin memory).
+static void
+s_entry_free (mesh_client_t *self, s_pending_t *entry)
+{
+    if (self->spare_size == self->spare_capacity) {
+        if (self->spare_capacity >= 4096) {
+            free (entry);
+            return;
+        }
+        self->spare_capacity = self->spare_capacity? self->spare_capacity * 2: 64;
+        self->spare = mesh_realloc (self->spare, self->spare_capacity * sizeof (s_pending_t *));
+    }
+    self->spare[self->spare_size++] = entry;
+}
+
+//  Next generated id: the client's random prefix, '-', the counter in hex.
+static void
+s_make_id (mesh_client_t *self, char *id)
+{
+    static const char digits[] = "0123456789abcdef";
+    memcpy (id, self->id_prefix, 16);
+    id[16] = '-';
+    char reversed[16];
+    size_t len = 0;
+    uint64_t counter = self->id_counter++;
+    do {
+        reversed[len++] = digits[counter & 0xf];
+        counter >>= 4;
+    } while (counter);
+    for (size_t index = 0; index < len; index++)
+        id[17 + index] = reversed[len - 1 - index];
+    id[17 + len] = '\0';
+}
+
 //  --------------------------------------------------------------------------
 //  Send a request.
 int
@@ -210,19 +254,15 @@ mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
     if (!call->service || !call->method
         || !mdp_service_name_valid (call->service, strlen (call->service)))
         return MESH_EINVAL;
-    s_pending_t *entry = mesh_alloc (sizeof (s_pending_t));
-    if (call->id) {
-        if (strlen (call->id) > MESH_ENVELOPE_MAX_ID) {
-            free (entry);
-            return MESH_EINVAL;
-        }
+    if (call->id && strlen (call->id) > MESH_ENVELOPE_MAX_ID)
+        return MESH_EINVAL;
+    s_pending_t *entry = s_entry_new (self);
+    if (call->id)
         strcpy (entry->id, call->id);
-    }
     else
-        snprintf (entry->id, sizeof entry->id, "%s-%" PRIx64, self->id_prefix,
-                  self->id_counter++);
+        s_make_id (self, entry->id);
     if (zhashx_lookup (self->pending, entry->id)) {
-        free (entry);
+        s_entry_free (self, entry);
         return MESH_ECONFLICT;
     }
     int timeout_ms = call->timeout_ms > 0? call->timeout_ms: MESH_CLIENT_DEFAULT_TIMEOUT_MS;
@@ -249,7 +289,7 @@ mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
     size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen (call->service), self->buffer.size };
     int rc = mdp_send_parts (self->dealer, ZMQ_DONTWAIT, 4, parts, sizes);
     if (rc) {
-        free (entry);
+        s_entry_free (self, entry);
         return rc == MESH_EBUSY? MESH_EBUSY: MESH_EIO;
     }
     zhashx_insert (self->pending, entry->id, entry);
@@ -266,7 +306,8 @@ s_complete (mesh_client_t *self, s_pending_t *entry, mesh_reply_t *reply)
     strcpy (reply->id, entry->id);
     reply->tag = entry->tag;
     s_heap_remove (self, entry);
-    zhashx_delete (self->pending, entry->id);   //  Frees entry
+    zhashx_delete (self->pending, entry->id);
+    s_entry_free (self, entry);
 }
 
 //  Report the earliest pending request as deadline_exceeded if its time
