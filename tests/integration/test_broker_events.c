@@ -11,10 +11,10 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "mesh_test.h"
+#include "mesh/mesh_envelope.h"
 #include "mesh/mesh_time.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,27 +26,21 @@
 #define S_WAIT_MS 10000         //  Bound on every wait
 
 static mesh_test_broker_t s_broker;
-static void *s_context;
-static void *s_sockets[32];     //  Every socket a test opened; teardown closes them
-static int s_socket_count;      //  (so a failed assertion cannot hang zmq_ctx_term)
+static mesh_test_sockets_t *s_sockets;  //  Every socket a test opened; teardown closes them
 
 static void
 s_setup (void)
 {
     memset (&s_broker, 0, sizeof s_broker);
     cr_assert (mesh_test_broker_start (&s_broker, 500, NULL), "broker did not start");
-    s_context = zmq_ctx_new ();
-    cr_assert_not_null (s_context);
-    s_socket_count = 0;
+    s_sockets = mesh_test_sockets_new (S_WAIT_MS);
+    cr_assert_not_null (s_sockets);
 }
 
 static void
 s_teardown (void)
 {
-    for (int index = 0; index < s_socket_count; index++)
-        zmq_close (s_sockets[index]);
-    s_socket_count = 0;
-    zmq_ctx_term (s_context);
+    mesh_test_sockets_destroy (&s_sockets);
     mesh_test_broker_stop (&s_broker);
 }
 
@@ -54,106 +48,19 @@ TestSuite (broker_events, .init = s_setup, .fini = s_teardown, .timeout = 60.);
 
 //  ------------------------------------------------------------ /metrics
 
-typedef struct {
-    char *data;
-    size_t size;
-} s_text_t;
-
-static size_t
-s_on_body (char *data, size_t size, size_t count, void *arg)
-{
-    s_text_t *text = arg;
-    size_t bytes = size * count;
-    char *grown = realloc (text->data, text->size + bytes + 1);
-    if (!grown)
-        return 0;
-    text->data = grown;
-    memcpy (text->data + text->size, data, bytes);
-    text->size += bytes;
-    text->data[text->size] = '\0';
-    return bytes;
-}
-
-//  GET http://<admin>/metrics; fresh string (caller frees) or NULL.
-static char *
-s_get_metrics (void)
-{
-    char url[128];
-    snprintf (url, sizeof url, "http://%s/metrics", s_broker.admin);
-    CURL *curl = curl_easy_init ();
-    cr_assert_not_null (curl);
-    s_text_t text = { NULL, 0 };
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_on_body);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &text);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform (curl);
-    long status = 0;
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup (curl);
-    if (rc != CURLE_OK || status != 200) {
-        free (text.data);
-        return NULL;
-    }
-    return text.data;
-}
-
-//  Sum of every series of metric `name` in Prometheus text, or -1 when
-//  the metric does not appear.
-static double
-s_metric_sum (const char *text, const char *name)
-{
-    double sum = -1;
-    size_t len = strlen (name);
-    const char *line = text;
-    while (line && *line) {
-        const char *end = strchr (line, '\n');
-        if (*line != '#' && strncmp (line, name, len) == 0
-            && (line[len] == '{' || line[len] == ' ')) {
-            //  The value follows the last space of the line
-            const char *space = NULL;
-            for (const char *at = line; at < (end? end: line + strlen (line)); at++)
-                if (*at == ' ')
-                    space = at;
-            if (space) {
-                if (sum < 0)
-                    sum = 0;
-                sum += strtod (space + 1, NULL);
-            }
-        }
-        line = end? end + 1: NULL;
-    }
-    return sum;
-}
-
 //  Current value of a broker metric (fails the test if unavailable).
 static double
 s_broker_metric (const char *name)
 {
-    char *text = s_get_metrics ();
+    char *text = mesh_test_broker_metrics (&s_broker);
     cr_assert_not_null (text, "GET /metrics failed on %s", s_broker.admin);
-    double value = s_metric_sum (text, name);
+    double value = mesh_test_metric (text, name, NULL);
     free (text);
     cr_assert_geq (value, 0, "%s missing from /metrics", name);
     return value;
 }
 
-//  ------------------------------------------------------------ sockets
-
-static void *
-s_socket (int type, const char *endpoint)
-{
-    cr_assert_lt (s_socket_count, (int) (sizeof s_sockets / sizeof s_sockets[0]));
-    void *socket = zmq_socket (s_context, type);
-    cr_assert_not_null (socket);
-    s_sockets[s_socket_count++] = socket;
-    int linger = 0, timeout_ms = S_WAIT_MS;
-    zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
-    cr_assert_eq (zmq_connect (socket, endpoint), 0);
-    return socket;
-}
+//  ------------------------------------------------------------- events
 
 //  One received event.
 typedef struct {
@@ -207,13 +114,6 @@ s_publish (void *publisher, const char *topic, const void *payload, size_t size)
     cr_assert_eq (zmq_send (publisher, payload, size, 0), (int) size);
 }
 
-static void
-s_pack_str (msgpack_packer *packer, const char *text)
-{
-    msgpack_pack_str (packer, strlen (text));
-    msgpack_pack_str_body (packer, text, strlen (text));
-}
-
 //  A CloudEvents-style payload for `topic` with `seq`.
 static void
 s_pack_event (msgpack_sbuffer *buffer, const char *topic, uint64_t seq)
@@ -226,25 +126,25 @@ s_pack_event (msgpack_sbuffer *buffer, const char *topic, uint64_t seq)
     snprintf (subject, sizeof subject, "11111111-0000-4000-8000-%012llu",
               (unsigned long long) seq % 3);
     msgpack_pack_map (&packer, 9);
-    s_pack_str (&packer, "specversion");
-    s_pack_str (&packer, "1.0");
-    s_pack_str (&packer, "id");
-    s_pack_str (&packer, id);
-    s_pack_str (&packer, "source");
-    s_pack_str (&packer, "/services/user");
-    s_pack_str (&packer, "type");
-    s_pack_str (&packer, topic);
-    s_pack_str (&packer, "time");
-    s_pack_str (&packer, "2025-01-01T00:00:00Z");
-    s_pack_str (&packer, "subject");
-    s_pack_str (&packer, subject);
-    s_pack_str (&packer, "datacontenttype");
-    s_pack_str (&packer, "application/msgpack");
-    s_pack_str (&packer, "data");
+    mesh_pack_cstr (&packer, "specversion");
+    mesh_pack_cstr (&packer, "1.0");
+    mesh_pack_cstr (&packer, "id");
+    mesh_pack_cstr (&packer, id);
+    mesh_pack_cstr (&packer, "source");
+    mesh_pack_cstr (&packer, "/services/user");
+    mesh_pack_cstr (&packer, "type");
+    mesh_pack_cstr (&packer, topic);
+    mesh_pack_cstr (&packer, "time");
+    mesh_pack_cstr (&packer, "2025-01-01T00:00:00Z");
+    mesh_pack_cstr (&packer, "subject");
+    mesh_pack_cstr (&packer, subject);
+    mesh_pack_cstr (&packer, "datacontenttype");
+    mesh_pack_cstr (&packer, "application/msgpack");
+    mesh_pack_cstr (&packer, "data");
     msgpack_pack_map (&packer, 1);
-    s_pack_str (&packer, "name");
-    s_pack_str (&packer, "Ada");
-    s_pack_str (&packer, "seq");
+    mesh_pack_cstr (&packer, "name");
+    mesh_pack_cstr (&packer, "Ada");
+    mesh_pack_cstr (&packer, "seq");
     msgpack_pack_uint64 (&packer, seq);
 }
 
@@ -356,7 +256,7 @@ Test (broker_events, subscribers_get_exactly_their_prefix_in_order)
     };
     for (int index = 0; index < S_SUBSCRIBERS; index++) {
         snprintf (subs[index].probe, sizeof subs[index].probe, "probe.%d", index);
-        subs[index].socket = s_socket (ZMQ_SUB, s_broker.xpub);
+        subs[index].socket = mesh_test_sockets_open (s_sockets, ZMQ_SUB, s_broker.xpub);
         //  The real subscription first, then the probe: they travel in order
         cr_assert_eq (zmq_setsockopt (subs[index].socket, ZMQ_SUBSCRIBE, subs[index].prefix,
                                       strlen (subs[index].prefix)),
@@ -367,7 +267,7 @@ Test (broker_events, subscribers_get_exactly_their_prefix_in_order)
     }
     void *publishers[S_PUBLISHERS];
     for (int publisher = 0; publisher < S_PUBLISHERS; publisher++)
-        publishers[publisher] = s_socket (ZMQ_PUB, s_broker.xsub);
+        publishers[publisher] = mesh_test_sockets_open (s_sockets, ZMQ_PUB, s_broker.xsub);
 
     //  Probe until every subscriber heard from every publisher (bounded)
     int64_t until = mesh_mono_ms () + S_WAIT_MS;
@@ -469,9 +369,9 @@ Test (broker_events, subscribers_get_exactly_their_prefix_in_order)
 
 Test (broker_events, payload_bytes_pass_through_unchanged)
 {
-    void *subscriber = s_socket (ZMQ_SUB, s_broker.xpub);
+    void *subscriber = mesh_test_sockets_open (s_sockets, ZMQ_SUB, s_broker.xpub);
     zmq_setsockopt (subscriber, ZMQ_SUBSCRIBE, "user.", 5);
-    void *publisher = s_socket (ZMQ_PUB, s_broker.xsub);
+    void *publisher = mesh_test_sockets_open (s_sockets, ZMQ_PUB, s_broker.xsub);
 
     //  The payload: every byte value, and an event bigger than one batch
     //  of small messages would be

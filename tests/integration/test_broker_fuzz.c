@@ -19,7 +19,6 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <msgpack.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -42,10 +41,8 @@
 
 static mesh_test_broker_t s_broker;
 static mesh_proc_t *s_worker;
-static void *s_context;
-static void *s_sockets[32];     //  Every socket a test opened; teardown closes them
-static int s_socket_count;      //  (so a failed assertion cannot hang zmq_ctx_term)
-static mesh_client_t *s_client; //  Also on s_context; teardown destroys it
+static mesh_test_sockets_t *s_sockets;  //  Every socket a test opened; teardown closes them
+static mesh_client_t *s_client; //  On s_sockets' context; teardown destroys it first
 
 static void
 s_setup (void)
@@ -56,19 +53,15 @@ s_setup (void)
     s_worker = mesh_test_echo_worker (s_broker.endpoint, "echo", 4, 500, NULL);
     cr_assert_not_null (s_worker);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, S_WAIT_MS));
-    s_context = zmq_ctx_new ();
-    cr_assert_not_null (s_context);
-    s_socket_count = 0;
+    s_sockets = mesh_test_sockets_new (S_WAIT_MS);
+    cr_assert_not_null (s_sockets);
 }
 
 static void
 s_teardown (void)
 {
-    for (int index = 0; index < s_socket_count; index++)
-        zmq_close (s_sockets[index]);
-    s_socket_count = 0;
     mesh_client_destroy (&s_client);
-    zmq_ctx_term (s_context);
+    mesh_test_sockets_destroy (&s_sockets);
     mesh_proc_destroy (&s_worker);
     mesh_test_broker_stop (&s_broker);     //  Expects exit status 0
 }
@@ -101,83 +94,6 @@ static bool
 s_chance (int percent)
 {
     return (int) s_below (100) < percent;
-}
-
-//  ------------------------------------------------------------- /metrics
-
-typedef struct {
-    char *data;
-    size_t size;
-} s_text_t;
-
-static size_t
-s_on_body (char *data, size_t size, size_t count, void *arg)
-{
-    s_text_t *text = arg;
-    size_t bytes = size * count;
-    char *grown = realloc (text->data, text->size + bytes + 1);
-    if (!grown)
-        return 0;
-    text->data = grown;
-    memcpy (text->data + text->size, data, bytes);
-    text->size += bytes;
-    text->data[text->size] = '\0';
-    return bytes;
-}
-
-//  GET http://<admin>/metrics; fresh string (caller frees) or NULL.
-static char *
-s_get_metrics (void)
-{
-    char url[128];
-    snprintf (url, sizeof url, "http://%s/metrics", s_broker.admin);
-    CURL *curl = curl_easy_init ();
-    cr_assert_not_null (curl);
-    s_text_t text = { NULL, 0 };
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_on_body);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &text);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform (curl);
-    long status = 0;
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup (curl);
-    if (rc != CURLE_OK || status != 200) {
-        free (text.data);
-        return NULL;
-    }
-    return text.data;
-}
-
-//  Sum of the series of metric `name` whose labels contain `labels` (NULL:
-//  every series), or -1 when there is none.
-static double
-s_metric_sum (const char *text, const char *name, const char *labels)
-{
-    double sum = -1;
-    size_t len = strlen (name);
-    const char *line = text;
-    while (line && *line) {
-        const char *end = strchr (line, '\n');
-        size_t line_len = end? (size_t) (end - line): strlen (line);
-        if (*line != '#' && strncmp (line, name, len) == 0
-            && (line[len] == '{' || line[len] == ' ')) {
-            char copy[512];
-            snprintf (copy, sizeof copy, "%.*s", (int) line_len, line);
-            char *space = strrchr (copy, ' ');
-            char *brace = strchr (copy, '}');
-            char *found = labels? strstr (copy, labels): NULL;
-            bool match = !labels || (brace && found && found < brace);
-            if (space && match) {
-                if (sum < 0)
-                    sum = 0;
-                sum += strtod (space + 1, NULL);
-            }
-        }
-        line = end? end + 1: NULL;
-    }
-    return sum;
 }
 
 //  ------------------------------------------------------------- generator
@@ -478,23 +394,6 @@ s_generate (s_message_t *message, bool req)
 
 //  --------------------------------------------------------------- sockets
 
-//  A new socket of `type` (linger 0, sends bounded), closed by teardown.
-//  Connected to `endpoint` unless it is NULL.
-static void *
-s_socket (int type, const char *endpoint)
-{
-    cr_assert_lt (s_socket_count, (int) (sizeof s_sockets / sizeof s_sockets[0]));
-    void *socket = zmq_socket (s_context, type);
-    cr_assert_not_null (socket);
-    s_sockets[s_socket_count++] = socket;
-    int linger = 0, timeout_ms = S_WAIT_MS;
-    zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
-    if (endpoint)
-        cr_assert_eq (zmq_connect (socket, endpoint), 0);
-    return socket;
-}
-
 //  Send a generated message; every send is bounded by ZMQ_SNDTIMEO.
 static void
 s_send (void *socket, const s_message_t *message)
@@ -626,7 +525,7 @@ s_monitor (void *socket, const char *name)
     cr_assert_eq (zmq_socket_monitor (socket, endpoint,
                                       ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED),
                   0);
-    return s_socket (ZMQ_PAIR, endpoint);
+    return mesh_test_sockets_open (s_sockets, ZMQ_PAIR, endpoint);
 }
 
 //  Wait for monitor event `wanted`. Returns true when seen within timeout.
@@ -663,7 +562,7 @@ s_monitor_wait (void *monitor, int wanted, int timeout_ms)
 static void
 s_expect_echo_works (const char *text)
 {
-    s_client = mesh_client_new (s_context, s_broker.endpoint, NULL);
+    s_client = mesh_client_new (mesh_test_sockets_context (s_sockets), s_broker.endpoint, NULL);
     cr_assert_not_null (s_client);
     msgpack_sbuffer body;
     msgpack_sbuffer_init (&body);
@@ -703,9 +602,9 @@ Test (broker_fuzz, survives_10000_malformed_frame_sets)
     //  hand-made messages; the random ones add volume
     void *senders[S_SENDERS];
     for (int index = 0; index < S_DEALERS; index++)
-        senders[index] = s_socket (ZMQ_DEALER, s_broker.endpoint);
+        senders[index] = mesh_test_sockets_open (s_sockets, ZMQ_DEALER, s_broker.endpoint);
     for (int index = S_DEALERS; index < S_SENDERS; index++) {
-        senders[index] = s_socket (ZMQ_REQ, NULL);
+        senders[index] = mesh_test_sockets_open (s_sockets, ZMQ_REQ, NULL);
         int on = 1;
         //  Relaxed: a REQ may send again without waiting for a reply
         zmq_setsockopt (senders[index], ZMQ_REQ_RELAXED, &on, sizeof on);
@@ -758,13 +657,13 @@ Test (broker_fuzz, survives_10000_malformed_frame_sets)
 
     //  A PUSH socket cannot talk to a ROUTER: the handshake fails; and raw
     //  TCP garbage is not ZMTP at all
-    void *push = s_socket (ZMQ_PUSH, s_broker.endpoint);
+    void *push = mesh_test_sockets_open (s_sockets, ZMQ_PUSH, s_broker.endpoint);
     int dont_wait = zmq_send (push, "garbage", 7, ZMQ_DONTWAIT);
     (void) dont_wait;
     s_raw_tcp_garbage (20);
 
     //  One frame over the broker's limit: libzmq drops that connection
-    void *big_sender = s_socket (ZMQ_DEALER, NULL);
+    void *big_sender = mesh_test_sockets_open (s_sockets, ZMQ_DEALER, NULL);
     void *monitor = s_monitor (big_sender, "big");     //  Before connecting: see it all
     cr_assert_eq (zmq_connect (big_sender, s_broker.endpoint), 0);
     cr_assert (s_monitor_wait (monitor, ZMQ_EVENT_CONNECTED, S_WAIT_MS),
@@ -794,9 +693,9 @@ Test (broker_fuzz, survives_10000_malformed_frame_sets)
     cr_assert_str_eq (answer, "200");
 
     //  It counted what it dropped, for every reason
-    char *metrics = s_get_metrics ();
+    char *metrics = mesh_test_broker_metrics (&s_broker);
     cr_assert_not_null (metrics, "GET /metrics failed");
-    double malformed = s_metric_sum (metrics, "mesh_broker_malformed_total", NULL);
+    double malformed = mesh_test_metric (metrics, "mesh_broker_malformed_total", NULL);
     cr_log_info ("mesh_broker_malformed_total %.0f of %d messages", malformed, S_MESSAGES);
     cr_assert_gt (malformed, 0);
     static const char *const reasons[] = { "frames", "header", "command", "service", "credit",
@@ -804,10 +703,10 @@ Test (broker_fuzz, survives_10000_malformed_frame_sets)
     for (size_t index = 0; index < sizeof reasons / sizeof reasons[0]; index++) {
         char label[64];
         snprintf (label, sizeof label, "reason=\"%s\"", reasons[index]);
-        double value = s_metric_sum (metrics, "mesh_broker_malformed_total", label);
+        double value = mesh_test_metric (metrics, "mesh_broker_malformed_total", label);
         cr_assert_gt (value, 0, "no malformed message counted for %s", label);
     }
-    cr_assert_gt (s_metric_sum (metrics, "mesh_broker_opaque_bodies_total", NULL), 0);
+    cr_assert_gt (mesh_test_metric (metrics, "mesh_broker_opaque_bodies_total", NULL), 0);
     free (metrics);
 
     int64_t took_ms = mesh_mono_ms () - started_ms;

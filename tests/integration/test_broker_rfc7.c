@@ -23,27 +23,21 @@
 #define S_MAX_FRAMES 32
 
 static mesh_test_broker_t s_broker;
-static void *s_context;
-static void *s_sockets[32];     //  Every socket a test opened; teardown closes them
-static int s_socket_count;      //  (so a failed assertion cannot hang zmq_ctx_term)
+static mesh_test_sockets_t *s_sockets;  //  Every socket a test opened; teardown closes them
 
 static void
 s_setup (void)
 {
     memset (&s_broker, 0, sizeof s_broker);
     cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "broker did not start");
-    s_context = zmq_ctx_new ();
-    cr_assert_not_null (s_context);
-    s_socket_count = 0;
+    s_sockets = mesh_test_sockets_new (S_WAIT_MS);
+    cr_assert_not_null (s_sockets);
 }
 
 static void
 s_teardown (void)
 {
-    for (int index = 0; index < s_socket_count; index++)
-        zmq_close (s_sockets[index]);
-    s_socket_count = 0;
-    zmq_ctx_term (s_context);
+    mesh_test_sockets_destroy (&s_sockets);
     mesh_test_broker_stop (&s_broker);
 }
 
@@ -55,21 +49,6 @@ typedef struct {
     size_t size[S_MAX_FRAMES];
     char data[S_MAX_FRAMES][512];
 } s_message_t;
-
-//  A socket of `type` connected to `endpoint`, linger 0, sends bounded.
-static void *
-s_connect (int type, const char *endpoint)
-{
-    cr_assert_lt (s_socket_count, (int) (sizeof s_sockets / sizeof s_sockets[0]));
-    void *socket = zmq_socket (s_context, type);
-    cr_assert_not_null (socket);
-    s_sockets[s_socket_count++] = socket;
-    int linger = 0, timeout_ms = S_WAIT_MS;
-    zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
-    cr_assert_eq (zmq_connect (socket, endpoint), 0);
-    return socket;
-}
 
 //  Send `count` frames as one message.
 static void
@@ -173,31 +152,32 @@ s_is_str (const msgpack_object *object, const char *text)
         && memcmp (object->via.str.ptr, text, strlen (text)) == 0;
 }
 
-//  Wait until `service` has a worker (mmi.service says 200), or fail.
+//  Wait until mmi.service says `want` about `service`, or fail.
 static void
 s_wait_service (const char *service, const char *want, int timeout_ms)
 {
-    int64_t until = mesh_mono_ms () + timeout_ms;
-    char answer[16] = "";
-    while (mesh_mono_ms () < until) {
-        if (mesh_test_mmi (s_broker.endpoint, "mmi.service", service, answer, sizeof answer, 500)
-            && strcmp (answer, want) == 0)
-            return;
-        //  Between bounded MMI queries; the deadline bounds the loop
-        zmq_pollitem_t none = { NULL, -1, 0, 0 };
-        zmq_poll (&none, 0, 20);
-    }
-    cr_assert_fail ("mmi.service %s: want %s, last answer '%s'", service, want, answer);
+    char answer[16];
+    cr_assert (mesh_test_wait_service (s_broker.endpoint, service, want, answer, sizeof answer,
+                                       timeout_ms),
+               "mmi.service %s: want %s, last answer '%s'", service, want, answer);
 }
 
 //  ---------------------------------------------------------- plain client
 
-Test (broker_rfc7, req_client_with_a_hand_packed_envelope_gets_the_echo)
+//  Start the echo worker (credit 1) for "echo"; fails unless it registers.
+static mesh_proc_t *
+s_echo_worker (void)
 {
     mesh_proc_t *worker =
         mesh_test_echo_worker (s_broker.endpoint, "echo", 1, S_HEARTBEAT_MS, NULL);
     cr_assert_not_null (worker);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
+    return worker;
+}
+
+Test (broker_rfc7, req_client_with_a_hand_packed_envelope_gets_the_echo)
+{
+    mesh_proc_t *worker = s_echo_worker ();
 
     //  {"v":1, "id":"rfc7-1", "method":"echo", "body":{"text":"hi", "n":[1,2,3]}}
     msgpack_sbuffer request;
@@ -221,7 +201,7 @@ Test (broker_rfc7, req_client_with_a_hand_packed_envelope_gets_the_echo)
         msgpack_pack_int (&packer, item);
 
     //  REQ adds the empty delimiter; RFC 7 client frames follow it
-    void *client = s_connect (ZMQ_REQ, s_broker.endpoint);
+    void *client = mesh_test_sockets_open (s_sockets, ZMQ_REQ, s_broker.endpoint);
     const void *data[] = { "MDPC01", "echo", request.data };
     size_t sizes[] = { 6, 4, request.size };
     s_send (client, 3, data, sizes);
@@ -282,10 +262,8 @@ s_expect_error_envelope (const s_message_t *reply, int index, const char *code)
 
 Test (broker_rfc7, opaque_bodies_pass_through_to_the_worker_untouched)
 {
-    mesh_proc_t *worker =
-        mesh_test_echo_worker (s_broker.endpoint, "echo", 1, S_HEARTBEAT_MS, NULL);
-    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
-    void *client = s_connect (ZMQ_REQ, s_broker.endpoint);
+    mesh_proc_t *worker = s_echo_worker ();
+    void *client = mesh_test_sockets_open (s_sockets, ZMQ_REQ, s_broker.endpoint);
 
     //  "hello" is no envelope: the broker must not answer for the worker;
     //  the echo worker itself says invalid_argument
@@ -309,10 +287,8 @@ Test (broker_rfc7, opaque_bodies_pass_through_to_the_worker_untouched)
 
 Test (broker_rfc7, mmi_answers_a_plain_req_client)
 {
-    mesh_proc_t *worker =
-        mesh_test_echo_worker (s_broker.endpoint, "echo", 1, S_HEARTBEAT_MS, NULL);
-    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
-    void *client = s_connect (ZMQ_REQ, s_broker.endpoint);
+    mesh_proc_t *worker = s_echo_worker ();
+    void *client = mesh_test_sockets_open (s_sockets, ZMQ_REQ, s_broker.endpoint);
     struct {
         const char *service, *body, *answer;
     } cases[] = {
@@ -353,7 +329,7 @@ static void
 s_raw_worker_ready (s_raw_worker_t *self, const char *service)
 {
     memset (self, 0, sizeof *self);
-    self->dealer = s_connect (ZMQ_DEALER, s_broker.endpoint);
+    self->dealer = mesh_test_sockets_open (s_sockets, ZMQ_DEALER, s_broker.endpoint);
     self->answer_heartbeats = true;
     //  READY with exactly the four frames of RFC 7: "", MDPW01, 0x01, service
     const void *data[] = { "", "MDPW01", "\x01", service };
@@ -444,7 +420,7 @@ Test (broker_rfc7, plain_worker_serves_a_plain_client_opaque_bodies)
     s_raw_worker_ready (&worker, "rev");
     s_wait_service ("rev", "200", 10000);
 
-    void *client = s_connect (ZMQ_REQ, s_broker.endpoint);
+    void *client = mesh_test_sockets_open (s_sockets, ZMQ_REQ, s_broker.endpoint);
     s_send_strings (client, "MDPC01", "rev", "ping", NULL);
     cr_assert_eq (s_raw_worker_serve (&worker, S_WAIT_MS, S_UNTIL_REQUEST), 1,
                   "no REQUEST reached the worker");
@@ -469,7 +445,7 @@ Test (broker_rfc7, plain_worker_serves_a_plain_client_opaque_bodies)
     cr_assert (s_frame_is (&reply, 5, "ba"));
 
     //  A DEALER client (no REQ envelope of its own) works the same way
-    void *dealer = s_connect (ZMQ_DEALER, s_broker.endpoint);
+    void *dealer = mesh_test_sockets_open (s_sockets, ZMQ_DEALER, s_broker.endpoint);
     s_send_strings (dealer, "", "MDPC01", "rev", "dealer", NULL);
     cr_assert_eq (s_raw_worker_serve (&worker, S_WAIT_MS, S_UNTIL_REQUEST), 1);
     cr_assert (s_recv (dealer, &reply, S_WAIT_MS));

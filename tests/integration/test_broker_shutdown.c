@@ -27,12 +27,7 @@ Test (broker_shutdown, sigterm_disconnects_workers_and_answers_waiting_clients)
     //  One request holds the worker, one waits in the queue
     mesh_client_t *client = mesh_client_new (NULL, broker.endpoint, NULL);
     msgpack_sbuffer body;
-    msgpack_sbuffer_init (&body);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &body, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
-    mesh_pack_cstr (&packer, "ms");
-    msgpack_pack_uint32 (&packer, 1500);   //  Handler busy: DISCONNECT waits for it
+    mesh_test_pack_sleep (&body, 1500);     //  Handler busy: DISCONNECT waits for it
     mesh_call_t hold = { .service = "echo", .method = "sleep", .body = body.data,
                          .body_len = body.size, .timeout_ms = 30000 };
     cr_assert_eq (mesh_client_send (client, &hold, NULL), 0);
@@ -80,12 +75,8 @@ Test (broker_shutdown, worker_sigterm_unregisters_at_once)
     int status = -1;
     cr_assert (mesh_proc_wait_exit (worker, 10000, &status));
     cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "worker exit status %d", status);
-    int64_t until = mesh_mono_ms () + 5000;
-    bool gone = false;
-    while (!gone && mesh_mono_ms () < until)
-        gone = mesh_test_mmi (broker.endpoint, "mmi.service", "echo", answer, sizeof answer, 1000)
-            && strcmp (answer, "404") == 0;
-    cr_assert (gone, "broker still lists the worker after its DISCONNECT");
+    cr_assert (mesh_test_wait_service (broker.endpoint, "echo", "404", answer, sizeof answer, 5000),
+               "broker still lists the worker after its DISCONNECT");
     mesh_proc_destroy (&worker);
     mesh_test_broker_stop (&broker);
 }

@@ -407,11 +407,9 @@ Test (meshctl, events_prints_one_json_line_per_event, .init = s_setup)
                                                    "--timeout", "10000", "events", "user.",
                                                    NULL },
                                 NULL);
-    void *context = zmq_ctx_new ();
-    void *publisher = zmq_socket (context, ZMQ_PUB);
-    int linger = 0;
-    zmq_setsockopt (publisher, ZMQ_LINGER, &linger, sizeof linger);
-    cr_assert_eq (zmq_connect (publisher, s_broker.xsub), 0);
+    mesh_test_sockets_t *sockets = mesh_test_sockets_new (5000);
+    cr_assert_not_null (sockets);
+    void *publisher = mesh_test_sockets_open (sockets, ZMQ_PUB, s_broker.xsub);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
     msgpack_packer packer;
@@ -450,8 +448,7 @@ Test (meshctl, events_prints_one_json_line_per_event, .init = s_setup)
     cr_assert_null (line, "more than --count events printed");
     cr_assert (strstr (child->text[1], "\"malformed_event\""), "stderr: %s", child->text[1]);
     msgpack_sbuffer_destroy (&buffer);
-    zmq_close (publisher);
-    zmq_ctx_term (context);
+    mesh_test_sockets_destroy (&sockets);
     s_child_destroy (&child);
 }
 

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <msgpack.h>
@@ -202,16 +203,11 @@ mesh_proc_destroy (mesh_proc_t **self_p)
     }
 }
 
-//  --------------------------------------------------------------------------
-bool
-mesh_test_broker_start (mesh_test_broker_t *broker, int heartbeat_ms, const char *const *extra)
+//  Start the broker once on broker's ports. Returns true when it serves
+//  within 10 s; otherwise kills it and returns false.
+static bool
+s_broker_start_once (mesh_test_broker_t *broker, int heartbeat_ms, const char *const *extra)
 {
-    if (broker->port == 0) {
-        broker->port = mesh_test_free_port ();
-        broker->xsub_port = mesh_test_free_port ();
-        broker->xpub_port = mesh_test_free_port ();
-        broker->admin_port = mesh_test_free_port ();
-    }
     snprintf (broker->endpoint, sizeof broker->endpoint, "tcp://127.0.0.1:%d", broker->port);
     snprintf (broker->xsub, sizeof broker->xsub, "tcp://127.0.0.1:%d", broker->xsub_port);
     snprintf (broker->xpub, sizeof broker->xpub, "tcp://127.0.0.1:%d", broker->xpub_port);
@@ -229,12 +225,38 @@ mesh_test_broker_start (mesh_test_broker_t *broker, int heartbeat_ms, const char
     broker->proc = mesh_proc_start (argv, NULL);
     if (!broker->proc)
         return false;
-    //  Ready when it answers MMI (retry: the first attempt may race the bind)
+    //  Ready when it answers MMI (retry: the first attempt may race the
+    //  bind). A broker that exited (port taken) will never answer.
     int64_t until = mesh_mono_ms () + 10000;
     char answer[16];
-    while (mesh_mono_ms () < until)
+    while (mesh_mono_ms () < until && !mesh_proc_wait_exit (broker->proc, 0, NULL))
         if (mesh_test_mmi (broker->endpoint, "mmi.service", "none", answer, sizeof answer, 500))
             return true;
+    //  Say why on stderr (ctest shows it for a failed test; a cr_log_warn
+    //  would fail a test whose next try succeeds)
+    char *log = mesh_proc_log (broker->proc);
+    size_t len = strlen (log);
+    fprintf (stderr, "mesh_test: mesh-broker on %s did not serve; log tail:\n%s\n",
+             broker->endpoint, log + (len > 2000? len - 2000: 0));
+    free (log);
+    mesh_proc_destroy (&broker->proc);     //  Not _stop: that expects exit 0
+    return false;
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_broker_start (mesh_test_broker_t *broker, int heartbeat_ms, const char *const *extra)
+{
+    if (broker->port != 0)
+        return s_broker_start_once (broker, heartbeat_ms, extra);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        broker->port = mesh_test_free_port ();
+        broker->xsub_port = mesh_test_free_port ();
+        broker->xpub_port = mesh_test_free_port ();
+        broker->admin_port = mesh_test_free_port ();
+        if (s_broker_start_once (broker, heartbeat_ms, extra))
+            return true;
+    }
     return false;
 }
 
@@ -321,7 +343,7 @@ s_parse_stats (const char *reply, size_t len, const char *service,
     msgpack_object list = unpacked.data.via.map.ptr[0].val;
     for (uint32_t index = 0; valid && index < list.via.array.size; index++) {
         msgpack_object entry = list.via.array.ptr[index];
-        mesh_test_service_stats_t found = { 0 };
+        mesh_test_service_stats_t found = { .listed = true };
         bool match = false;
         for (uint32_t field = 0; entry.type == MSGPACK_OBJECT_MAP && field < entry.via.map.size;
              field++) {
@@ -417,4 +439,277 @@ mesh_test_echo_worker (const char *endpoint, const char *service, int credit, in
         argv[argc++] = extra[index];
     argv[argc] = NULL;
     return mesh_proc_start (argv, NULL);
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_wait_service (const char *endpoint, const char *service, const char *want,
+                        char *answer, size_t size, int timeout_ms)
+{
+    char last[16] = "";
+    int64_t until = mesh_mono_ms () + timeout_ms;
+    bool seen = false;
+    while (!seen) {
+        int64_t left = until - mesh_mono_ms ();
+        if (left <= 0)
+            break;
+        char got[16];
+        if (mesh_test_mmi (endpoint, "mmi.service", service, got, sizeof got,
+                           left < 1000? (int) left: 1000)) {
+            snprintf (last, sizeof last, "%s", got);
+            seen = strcmp (got, want) == 0;
+        }
+        if (!seen)
+            usleep (10 * 1000); //  Between bounded queries; the deadline bounds the loop
+    }
+    if (answer && size > 0)
+        snprintf (answer, size, "%s", last);
+    return seen;
+}
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_pack_sleep (msgpack_sbuffer *buffer, uint32_t ms)
+{
+    msgpack_sbuffer_init (buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    mesh_pack_cstr (&packer, "ms");
+    msgpack_pack_uint32 (&packer, ms);
+}
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_send_request (void *dealer, const char *service, const char *id, const char *method,
+                        uint64_t deadline_ms)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    mesh_request_head_t head = { .id = id, .method = method, .deadline_ms = deadline_ms };
+    mesh_envelope_pack_request_head (&packer, &head);
+    msgpack_pack_nil (&packer);
+    const void *parts[] = { "", MDP_CLIENT, service, buffer.data };
+    size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen (service), buffer.size };
+    int rc = mdp_send_parts (dealer, 0, 4, parts, sizes);
+    msgpack_sbuffer_destroy (&buffer);
+    cr_assert_eq (rc, 0, "send %s to %s: %s", id, service, zmq_strerror (zmq_errno ()));
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_recv_reply (void *dealer, int timeout_ms, mesh_test_reply_t *reply)
+{
+    memset (reply, 0, sizeof *reply);
+    zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll (&item, 1, timeout_ms) != 1)
+        return false;
+    reply->at_mono_ms = mesh_mono_ms ();
+    reply->at_wall_ms = mesh_wall_ms ();
+    mdp_frames_t frames;
+    cr_assert_eq (mdp_frames_recv (&frames, dealer, 0), 0);
+    cr_assert_eq (frames.count, 4, "reply has %d frames, want 4", frames.count);
+    cr_assert (mdp_frame_empty (&frames.frame[0]), "reply has no empty delimiter");
+    cr_assert (mdp_frame_eq (&frames.frame[1], MDP_CLIENT), "reply header is not MDPC01");
+    zmq_msg_t *service = &frames.frame[2];
+    snprintf (reply->service, sizeof reply->service, "%.*s", (int) zmq_msg_size (service),
+              (const char *) zmq_msg_data (service));
+    mesh_envelope_decoder_t *decoder = mesh_envelope_decoder_new (0);
+    mesh_envelope_t envelope;
+    int rc = mesh_envelope_decode (decoder, zmq_msg_data (&frames.frame[3]),
+                                   zmq_msg_size (&frames.frame[3]), MESH_ENVELOPE_REPLY, &envelope);
+    cr_assert_eq (rc, 0, "reply is not an envelope: %s", mesh_envelope_decoder_error (decoder));
+    snprintf (reply->id, sizeof reply->id, "%.*s", (int) envelope.id.len, envelope.id.ptr);
+    reply->is_error = envelope.is_error;
+    reply->code = envelope.code;
+    mesh_envelope_decoder_destroy (&decoder);
+    mdp_frames_close (&frames);
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+//  Sockets
+
+#define S_MAX_SOCKETS 32
+
+struct mesh_test_sockets_s {
+    void *context;              //  Owned
+    void *socket[S_MAX_SOCKETS];  //  Owned, in opening order
+    int count;                  //  Sockets in socket[]
+    int send_timeout_ms;        //  ZMQ_SNDTIMEO of each
+};
+
+//  --------------------------------------------------------------------------
+mesh_test_sockets_t *
+mesh_test_sockets_new (int send_timeout_ms)
+{
+    void *context = zmq_ctx_new ();
+    if (!context)
+        return NULL;
+    mesh_test_sockets_t *self = mesh_alloc (sizeof (mesh_test_sockets_t));
+    self->context = context;
+    self->send_timeout_ms = send_timeout_ms;
+    return self;
+}
+
+//  --------------------------------------------------------------------------
+void *
+mesh_test_sockets_open (mesh_test_sockets_t *self, int type, const char *endpoint)
+{
+    cr_assert_not_null (self);
+    cr_assert_lt (self->count, S_MAX_SOCKETS, "more than %d sockets in one test", S_MAX_SOCKETS);
+    void *socket = zmq_socket (self->context, type);
+    cr_assert_not_null (socket);
+    self->socket[self->count++] = socket;
+    int linger = 0;
+    zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (socket, ZMQ_SNDTIMEO, &self->send_timeout_ms, sizeof self->send_timeout_ms);
+    if (endpoint)
+        cr_assert_eq (zmq_connect (socket, endpoint), 0, "connect %s: %s", endpoint,
+                      zmq_strerror (zmq_errno ()));
+    return socket;
+}
+
+//  --------------------------------------------------------------------------
+void *
+mesh_test_sockets_context (mesh_test_sockets_t *self)
+{
+    return self->context;
+}
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_sockets_destroy (mesh_test_sockets_t **self_p)
+{
+    if (self_p && *self_p) {
+        mesh_test_sockets_t *self = *self_p;
+        //  Every socket first, or zmq_ctx_term blocks
+        for (int index = 0; index < self->count; index++)
+            zmq_close (self->socket[index]);
+        zmq_ctx_term (self->context);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  HTTP and Prometheus text
+
+typedef struct {
+    char *data;                 //  NUL-terminated, grown with each chunk
+    size_t size;                //  Bytes before the NUL
+} s_text_t;
+
+//  libcurl body sink: append to the s_text_t in `arg`.
+static size_t
+s_on_body (char *data, size_t size, size_t count, void *arg)
+{
+    s_text_t *text = arg;
+    size_t bytes = size * count;
+    char *grown = realloc (text->data, text->size + bytes + 1);
+    if (!grown)
+        return 0;               //  libcurl then fails the transfer
+    text->data = grown;
+    memcpy (text->data + text->size, data, bytes);
+    text->size += bytes;
+    text->data[text->size] = '\0';
+    return bytes;
+}
+
+//  --------------------------------------------------------------------------
+char *
+mesh_test_http_get (const char *url, long *status)
+{
+    long code = 0;
+    s_text_t text = { NULL, 0 };
+    CURL *curl = curl_easy_init ();
+    CURLcode rc = CURLE_FAILED_INIT;
+    if (curl) {
+        curl_easy_setopt (curl, CURLOPT_URL, url);
+        curl_easy_setopt (curl, CURLOPT_NOPROXY, "*");     //  Ignore http_proxy of the environment
+        curl_easy_setopt (curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+        curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);     //  No SIGALRM for timeouts
+        curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_on_body);
+        curl_easy_setopt (curl, CURLOPT_WRITEDATA, &text);
+        rc = curl_easy_perform (curl);
+        curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_cleanup (curl);
+    }
+    if (rc != CURLE_OK) {
+        free (text.data);
+        text.data = NULL;
+        code = 0;
+    }
+    else
+    if (!text.data)
+        text.data = mesh_strndup ("", 0);       //  An empty body is still a body
+    if (status)
+        *status = code;
+    return text.data;
+}
+
+//  --------------------------------------------------------------------------
+char *
+mesh_test_broker_metrics (const mesh_test_broker_t *broker)
+{
+    char url[128];
+    snprintf (url, sizeof url, "http://%s/metrics", broker->admin);
+    long status = 0;
+    char *text = mesh_test_http_get (url, &status);
+    if (text && status != 200) {
+        free (text);
+        text = NULL;
+    }
+    return text;
+}
+
+//  True when `labels` stands between `from` and `to` (not past `to`).
+static bool
+s_span_contains (const char *from, const char *to, const char *labels)
+{
+    size_t len = strlen (labels);
+    for (const char *at = from; at + len <= to; at++)
+        if (memcmp (at, labels, len) == 0)
+            return true;
+    return false;
+}
+
+//  --------------------------------------------------------------------------
+double
+mesh_test_metric (const char *text, const char *name, const char *labels)
+{
+    double sum = -1;
+    size_t name_len = strlen (name);
+    const char *line = text;
+    while (line && *line) {
+        const char *end = strchr (line, '\n');
+        const char *stop = end? end: line + strlen (line);
+        if (*line != '#' && (size_t) (stop - line) > name_len
+            && strncmp (line, name, name_len) == 0
+            && (line[name_len] == '{' || line[name_len] == ' ')) {
+            //  The value follows the last space of the line; the label set
+            //  ends at the last '}' before it (label values may hold spaces
+            //  and braces; the renderer writes no timestamps)
+            const char *space = NULL, *close = NULL;
+            for (const char *at = line + name_len; at < stop; at++)
+                if (*at == ' ')
+                    space = at;
+            for (const char *at = line + name_len; space && at < space; at++)
+                if (*at == '}')
+                    close = at;
+            bool match = !labels
+                      || (line[name_len] == '{' && close
+                          && s_span_contains (line + name_len, close, labels));
+            if (space && match) {
+                if (sum < 0)
+                    sum = 0;
+                sum += strtod (space + 1, NULL);
+            }
+        }
+        line = end? end + 1: NULL;
+    }
+    return sum;
 }

@@ -4,13 +4,20 @@
     process dies first), their stderr (JSON log lines)
     goes to a temp file that tests can wait on, and they are stopped by PID.
     Every wait is bounded. Ports come from the kernel (bind to port 0).
+    Also what several integration tests need around those processes: the
+    sockets a test opens (so teardown can close them all), the broker's
+    /metrics and its Prometheus text, MMI queries, and raw MDP requests.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #ifndef MESH_TEST_H_INCLUDED
 #define MESH_TEST_H_INCLUDED
 
+#include "mesh/mesh_envelope.h"
+
+#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct mesh_proc_s mesh_proc_t;
@@ -72,7 +79,10 @@ typedef struct {
 
 //  Start mesh-broker with heartbeat `heartbeat_ms` (liveness 3) and extra
 //  flags (NULL-terminated, may be NULL). Same ports as *broker when its port
-//  is non-zero (for restarts). Returns true when it serves within 10 s.
+//  is non-zero (for restarts); otherwise fresh ones, and up to three tries on
+//  new fresh ports, since a port found free a moment ago can be taken by
+//  another process before the broker binds it. Returns true when it serves
+//  within 10 s (per try); false with nothing left running (broker->proc NULL).
 bool
     mesh_test_broker_start (mesh_test_broker_t *broker, int heartbeat_ms,
                             const char *const *extra);
@@ -98,6 +108,7 @@ bool
 
 //  One service as mmi.services reports it.
 typedef struct {
+    bool listed;                //  mmi.services lists the service at all
     size_t workers;
     size_t idle_credit;
     size_t queued;
@@ -116,10 +127,100 @@ bool
     mesh_test_wait_load (const char *endpoint, const char *service, size_t queued,
                          size_t in_flight, int timeout_ms);
 
+//  Ask `mmi.service` about `service` until the broker answers `want` ("200",
+//  "404"); each query is bounded by the time left (1 s at most). Returns true
+//  when it did within timeout_ms. `answer` (size bytes, may be NULL) gets
+//  the last answer, "" when none came.
+bool
+    mesh_test_wait_service (const char *endpoint, const char *service, const char *want,
+                            char *answer, size_t size, int timeout_ms);
+
 //  Start the test echo worker (mesh-echo-worker) for `service` with
 //  `credit` and `heartbeat_ms`, plus extra flags (may be NULL).
 mesh_proc_t *
     mesh_test_echo_worker (const char *endpoint, const char *service, int credit,
                            int heartbeat_ms, const char *const *extra);
+
+//  Pack {"ms": ms}, the body of the echo worker's "sleep" method, into
+//  *buffer, which this initialises; the caller destroys it.
+void
+    mesh_test_pack_sleep (msgpack_sbuffer *buffer, uint32_t ms);
+
+//  --------------------------------------------------------------------------
+//  Raw MDP clients: what a peer without libmesh's client would send and see.
+
+//  Send one request on a raw DEALER: "", MDPC01, service, then the envelope
+//  {v, id, method, deadline_ms (0: none), body: nil}. Fails the test
+//  (cr_assert) when the send fails.
+void
+    mesh_test_send_request (void *dealer, const char *service, const char *id,
+                            const char *method, uint64_t deadline_ms);
+
+//  One reply as a raw client saw it.
+typedef struct {
+    char service[64];           //  Service frame of the reply
+    char id[MESH_ENVELOPE_MAX_ID + 1];  //  Envelope id
+    bool is_error;
+    mesh_code_t code;           //  MESH_CODE_OK on success
+    int64_t at_mono_ms;         //  When it arrived (mesh_mono_ms)
+    uint64_t at_wall_ms;        //  The same moment, unix ms (mesh_wall_ms)
+} mesh_test_reply_t;
+
+//  Wait up to timeout_ms (0: only what is already there) for one reply on a
+//  raw DEALER and decode it into *reply. Returns false when none came. Fails
+//  the test (cr_assert) unless it is "", MDPC01, service, reply envelope.
+bool
+    mesh_test_recv_reply (void *dealer, int timeout_ms, mesh_test_reply_t *reply);
+
+//  --------------------------------------------------------------------------
+//  Sockets a test opens, closed all together
+
+typedef struct mesh_test_sockets_s mesh_test_sockets_t;
+
+//  A ZeroMQ context for one test's sockets. Its destructor (called from the
+//  suite's teardown) closes every socket opened through it, so a failed
+//  assertion cannot leave one open and make zmq_ctx_term hang. Sends on its
+//  sockets time out after send_timeout_ms. Returns NULL when no context can
+//  be created.
+mesh_test_sockets_t *
+    mesh_test_sockets_new (int send_timeout_ms);
+
+//  Open a socket of `type` with linger 0 and bounded sends, connected to
+//  `endpoint` unless that is NULL. Borrowed: `self` closes it. Fails the
+//  test (cr_assert) when it cannot be made or connected, or past 32 sockets.
+void *
+    mesh_test_sockets_open (mesh_test_sockets_t *self, int type, const char *endpoint);
+
+//  The context, for what a test makes on it itself (a mesh_client_t, ...);
+//  destroy those before the sockets. Borrowed.
+void *
+    mesh_test_sockets_context (mesh_test_sockets_t *self);
+
+//  Close every socket, then terminate the context; nulls *self_p. Safe on
+//  a NULL reference.
+void
+    mesh_test_sockets_destroy (mesh_test_sockets_t **self_p);
+
+//  --------------------------------------------------------------------------
+//  HTTP and Prometheus text
+
+//  GET `url` with libcurl (no proxy, 2 s to connect, 5 s in all). Returns
+//  the body (fresh NUL-terminated string; caller frees) and sets *status to
+//  the HTTP status, or NULL with *status 0 when no response came. status
+//  may be NULL.
+char *
+    mesh_test_http_get (const char *url, long *status);
+
+//  GET http://<broker->admin>/metrics. Returns the Prometheus text (fresh
+//  string; caller frees) when the answer is 200, else NULL.
+char *
+    mesh_test_broker_metrics (const mesh_test_broker_t *broker);
+
+//  Sum of the samples of metric `name` in Prometheus text whose label set
+//  contains `labels` as written, e.g. "reason=\"credit\"" or, in the
+//  series' label order, "service=\"echo\",outcome=\"expired\"". NULL labels:
+//  every sample of `name`. Returns -1 when no sample matches.
+double
+    mesh_test_metric (const char *text, const char *name, const char *labels);
 
 #endif
