@@ -16,6 +16,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,16 @@ struct mesh_worker_s {
     int64_t heartbeat_at_ms;    //  Next heartbeat to send
     int backoff_ms;             //  Next reconnect delay
     atomic_uint_fast64_t handled;   //  Requests answered
+    //  Heartbeats while a handler runs. The run loop holds socket_lock at
+    //  all times except during the handler call; the heartbeat thread only
+    //  touches the socket (under socket_lock) while in_handler is set. So
+    //  a slow handler does not look like a dead worker to the broker, and
+    //  the hot path pays one uncontended mutex pair per request.
+    pthread_mutex_t socket_lock;    //  Guards dealer and heartbeat_at_ms
+    atomic_bool in_handler;         //  The run loop is inside the handler
+    pthread_mutex_t state_lock;     //  Guards stopping
+    pthread_cond_t state_changed;   //  Wakes the heartbeat thread
+    bool stopping;                  //  Heartbeat thread must exit
 };
 
 //  --------------------------------------------------------------------------
@@ -70,6 +81,13 @@ mesh_worker_new (const mesh_worker_cfg_t *cfg, int *err)
         self->cfg.reconnect_max_ms = 2000 > self->cfg.reconnect_min_ms? 2000: self->cfg.reconnect_min_ms;
     self->backoff_ms = self->cfg.reconnect_min_ms;
     self->stop_pipe[0] = self->stop_pipe[1] = -1;
+    pthread_mutex_init (&self->socket_lock, NULL);
+    pthread_mutex_init (&self->state_lock, NULL);
+    pthread_condattr_t cond_attr;
+    pthread_condattr_init (&cond_attr);
+    pthread_condattr_setclock (&cond_attr, CLOCK_MONOTONIC);
+    pthread_cond_init (&self->state_changed, &cond_attr);
+    pthread_condattr_destroy (&cond_attr);
     self->decoder = mesh_envelope_decoder_new (0);
     msgpack_sbuffer_init (&self->reply);
     self->own_context = cfg->zmq_context == NULL;
@@ -101,6 +119,9 @@ mesh_worker_destroy (mesh_worker_t **self_p)
                 close (self->stop_pipe[end]);
         mesh_envelope_decoder_destroy (&self->decoder);
         msgpack_sbuffer_destroy (&self->reply);
+        pthread_mutex_destroy (&self->socket_lock);
+        pthread_mutex_destroy (&self->state_lock);
+        pthread_cond_destroy (&self->state_changed);
         free (self->broker);
         free (self->service);
         free (self);
@@ -185,7 +206,11 @@ s_handle (mesh_worker_t *self, zmq_msg_t *body, int body_frames)
     mesh_response_t response = { .body = &packer };
     mesh_envelope_pack_reply_head (&packer, envelope.id.ptr, envelope.id.len);
     size_t head_size = self->reply.size;
+    atomic_store (&self->in_handler, true);
+    pthread_mutex_unlock (&self->socket_lock);     //  Heartbeats may go out meanwhile
     mesh_code_t code = self->cfg.handler (self->cfg.handler_arg, &request, &response);
+    pthread_mutex_lock (&self->socket_lock);
+    atomic_store (&self->in_handler, false);
     if (code == MESH_CODE_OK && self->reply.size == head_size)
         msgpack_pack_nil (&packer);     //  Handler packed nothing: body is nil
     if (code != MESH_CODE_OK) {
@@ -281,12 +306,42 @@ s_backoff (mesh_worker_t *self, int delay_ms)
     }
 }
 
-//  --------------------------------------------------------------------------
-//  Serve until mesh_worker_stop.
-int
-mesh_worker_run (mesh_worker_t *self)
+//  Heartbeat thread: while the run loop is inside a handler, send the
+//  HEARTBEATs it cannot send itself.
+static void *
+s_heartbeat_thread (void *arg)
 {
-    assert (self);
+    mesh_worker_t *self = arg;
+    pthread_mutex_lock (&self->state_lock);
+    while (!self->stopping) {
+        struct timespec until;
+        clock_gettime (CLOCK_MONOTONIC, &until);
+        int64_t nanoseconds = until.tv_nsec + (int64_t) self->cfg.heartbeat_ms * 1000000 / 4;
+        until.tv_sec += (time_t) (nanoseconds / 1000000000);
+        until.tv_nsec = (long) (nanoseconds % 1000000000);
+        pthread_cond_timedwait (&self->state_changed, &self->state_lock, &until);
+        if (self->stopping)
+            break;
+        pthread_mutex_unlock (&self->state_lock);
+        if (atomic_load (&self->in_handler) && pthread_mutex_trylock (&self->socket_lock) == 0) {
+            int64_t now_ms = mesh_mono_ms ();
+            if (atomic_load (&self->in_handler) && self->dealer
+                && now_ms >= self->heartbeat_at_ms) {
+                s_send_command (self, MDP_HEARTBEAT);
+                self->heartbeat_at_ms = now_ms + self->cfg.heartbeat_ms;
+            }
+            pthread_mutex_unlock (&self->socket_lock);
+        }
+        pthread_mutex_lock (&self->state_lock);
+    }
+    pthread_mutex_unlock (&self->state_lock);
+    return NULL;
+}
+
+//  Serve until stopped; runs with socket_lock held (see struct).
+static int
+s_serve (mesh_worker_t *self)
+{
     if (s_connect (self))
         return MESH_EIO;
     while (true) {
@@ -341,6 +396,27 @@ mesh_worker_run (mesh_worker_t *self)
             self->heartbeat_at_ms = now_ms + self->cfg.heartbeat_ms;
         }
     }
+}
+
+//  --------------------------------------------------------------------------
+//  Serve until mesh_worker_stop.
+int
+mesh_worker_run (mesh_worker_t *self)
+{
+    assert (self);
+    pthread_mutex_lock (&self->socket_lock);
+    self->stopping = false;
+    pthread_t heartbeat;
+    bool started = pthread_create (&heartbeat, NULL, s_heartbeat_thread, self) == 0;
+    int rc = s_serve (self);
+    pthread_mutex_lock (&self->state_lock);
+    self->stopping = true;
+    pthread_cond_signal (&self->state_changed);
+    pthread_mutex_unlock (&self->state_lock);
+    pthread_mutex_unlock (&self->socket_lock);
+    if (started)
+        pthread_join (heartbeat, NULL);
+    return rc;
 }
 
 //  --------------------------------------------------------------------------

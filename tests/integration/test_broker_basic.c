@@ -112,3 +112,23 @@ Test (broker_basic, three_workers_share_3000_requests_evenly)
     for (int index = 0; index < 3; index++)
         mesh_proc_destroy (&workers[index]);
 }
+
+Test (broker_basic, slow_handler_keeps_its_worker_alive)
+{
+    //  A handler that runs for 8 x heartbeat x liveness: the worker's
+    //  companion thread heartbeats meanwhile, so the broker keeps the
+    //  request on it and the reply arrives (no "worker died").
+    mesh_proc_t *worker = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, 250, NULL);
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init (&body);
+    mesh_test_pack_sleep (&body, 6000);
+    mesh_call_t call = { .service = "echo", .method = "sleep", .body = body.data,
+                         .body_len = body.size, .timeout_ms = 20000 };
+    mesh_reply_t reply;
+    cr_assert_eq (mesh_client_call (s_client, &call, &reply), 0);
+    cr_assert_eq (reply.code, MESH_CODE_OK, "got %s: %.*s", mesh_code_name (reply.code),
+                  (int) reply.message.len, reply.message.ptr);
+    msgpack_sbuffer_destroy (&body);
+    mesh_proc_destroy (&worker);
+}

@@ -8,9 +8,11 @@
     keeps up to N requests queued at this worker, so the next request is
     already here when a reply goes out. Requests whose envelope deadline has
     passed are answered deadline_exceeded without calling the handler.
-    The handler runs on the thread that called mesh_worker_run: it must
-    return well within heartbeat x liveness (3 s by default), or the broker
-    counts the worker as dead and fails its requests.
+    The handler runs on the thread that called mesh_worker_run; while it
+    runs, a small companion thread keeps the heartbeats going, so a slow
+    handler (a long database query) is not mistaken for a dead worker,
+    while a killed process still is. Handlers should still respect the
+    request's deadline: the caller has given up after it.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #ifndef MESH_WORKER_H_INCLUDED
