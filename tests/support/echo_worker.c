@@ -99,7 +99,10 @@ main (int argc, char **argv)
     int rc = mesh_cfg_parse (cfg, argc, argv);
     long credit = 1, threads = 1, heartbeat_ms = 1000, liveness = 3;
     if (rc == MESH_CFG_HELP || rc == MESH_CFG_VERSION) {
-        mesh_cfg_print_help (cfg, stdout);
+        if (rc == MESH_CFG_HELP)
+            mesh_cfg_print_help (cfg, stdout);
+        else
+            printf ("mesh-echo-worker %s\n", MESH_VERSION);
         mesh_cfg_destroy (&cfg);
         return 0;
     }
