@@ -7,7 +7,10 @@
 #include "mesh_test.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static mesh_test_broker_t s_broker;
 static mesh_client_t *s_client;
@@ -130,5 +133,43 @@ Test (broker_basic, slow_handler_keeps_its_worker_alive)
     cr_assert_eq (reply.code, MESH_CODE_OK, "got %s: %.*s", mesh_code_name (reply.code),
                   (int) reply.message.len, reply.message.ptr);
     msgpack_sbuffer_destroy (&body);
+    mesh_proc_destroy (&worker);
+}
+
+Test (broker_basic, metrics_count_requests_and_pass_promtool)
+{
+    mesh_proc_t *worker = mesh_test_echo_worker (s_broker.endpoint, "echo", 4, 250, NULL);
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 1, 10000));
+    mesh_call_t call = { .service = "echo", .method = "echo", .timeout_ms = 5000 };
+    mesh_reply_t reply;
+    for (int index = 0; index < 5; index++) {
+        cr_assert_eq (mesh_client_call (s_client, &call, &reply), 0);
+        cr_assert_eq (reply.code, MESH_CODE_OK);
+    }
+    char *text = mesh_test_broker_metrics (&s_broker);
+    cr_assert_not_null (text, "no /metrics from the broker");
+    cr_assert_geq (mesh_test_metric (text, "mesh_broker_requests_total",
+                                     "service=\"echo\",outcome=\"replied\""), 5.0);
+    cr_assert_eq (mesh_test_metric (text, "mesh_broker_workers", "service=\"echo\""), 1.0);
+    cr_assert_geq (mesh_test_metric (text, "mesh_broker_time_in_broker_seconds_count",
+                                     "service=\"echo\""), 5.0);
+    //  The exposition must satisfy Prometheus' own checker when it is here
+    if (access ("/usr/bin/promtool", X_OK) == 0) {
+        char path[] = "/tmp/mesh-metrics-XXXXXX";
+        int fd = mkstemp (path);
+        cr_assert_geq (fd, 0);
+        cr_assert_eq (write (fd, text, strlen (text)), (ssize_t) strlen (text));
+        close (fd);
+        char command[128];
+        snprintf (command, sizeof command, "/usr/bin/promtool check metrics < %s 2>&1", path);
+        FILE *check = popen (command, "r");
+        char output[4096] = "";
+        size_t got = fread (output, 1, sizeof output - 1, check);
+        output[got] = '\0';
+        int status = pclose (check);
+        unlink (path);
+        cr_assert_eq (status, 0, "promtool check metrics failed:\n%s", output);
+    }
+    free (text);
     mesh_proc_destroy (&worker);
 }
