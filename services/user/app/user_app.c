@@ -1,0 +1,345 @@
+/*  =========================================================================
+    user_app - the use cases of mesh-user
+    Each use case checks its request values with the domain's normalisers
+    (so the repository sees only values in normal form), builds the new
+    state and its event, and hands both to one repository call: the
+    adapter's transaction is the unit of atomicity, never this layer.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "user_app.h"
+#include "mesh/mesh_alloc.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct user_app_s {
+    user_repo_t *repo;          //  Borrowed storage port
+    user_app_env_t env;         //  Id generator and clock
+};
+
+struct user_page_s {
+    user_t **items;             //  Owned users, ascending id
+    size_t count;               //  Users in items
+    char next[USER_ID_SIZE];    //  Cursor of the next page; "" on the last page
+};
+
+//  --------------------------------------------------------------------------
+//  Create the use cases over a borrowed repository.
+user_app_t *
+user_app_new (user_repo_t *repo, const user_app_env_t *env)
+{
+    assert (repo);
+    assert (env);
+    assert (env->make_id);
+    assert (env->now_us);
+    user_app_t *self = (user_app_t *) mesh_alloc (sizeof (user_app_t));
+    self->repo = repo;
+    self->env = *env;
+    return self;
+}
+
+//  --------------------------------------------------------------------------
+//  Destroy the app; the repository stays with its owner.
+void
+user_app_destroy (user_app_t **self_p)
+{
+    assert (self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Clear the caller's field and why, which are set only on MESH_EINVAL.
+static void
+s_clear (const char **field, const char **why)
+{
+    if (field)
+        *field = NULL;
+    if (why)
+        *why = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Report `field` as the offending one when rc is MESH_EINVAL; pass rc on.
+static int
+s_invalid (int rc, const char *name, const char **field)
+{
+    if (rc == MESH_EINVAL && field)
+        *field = name;
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  A fresh id from the environment. The generator is our own code, so an
+//  id that is not canonical is a programmer error.
+static void
+s_make_id (user_app_t *self, char out[USER_ID_SIZE])
+{
+    self->env.make_id (self->env.arg, out);
+    assert (user_id_valid (out, strlen (out)));
+}
+
+//  --------------------------------------------------------------------------
+//  Fill an event about `user`, with a fresh id.
+static void
+s_event (user_app_t *self, user_event_t *event, char event_id[USER_ID_SIZE], const char *type,
+         const user_t *user, int64_t time_us)
+{
+    s_make_id (self, event_id);
+    event->type = type;
+    event->id = event_id;
+    event->subject = user_id (user);
+    event->user = user;
+    event->time_us = time_us;
+}
+
+//  --------------------------------------------------------------------------
+//  Create a user and its user.created event.
+int
+user_app_create (user_app_t *self, const char *name, size_t name_len, const char *email,
+                 size_t email_len, user_t **user_p, const char **field, const char **why)
+{
+    assert (self);
+    assert (name || name_len == 0);
+    assert (email || email_len == 0);
+    assert (user_p);
+    s_clear (field, why);
+
+    char name_norm[USER_NAME_SIZE];
+    char email_norm[USER_EMAIL_SIZE];
+    int rc = user_name_normalize (name? name: "", name_len, name_norm, sizeof name_norm, why);
+    if (rc)
+        return s_invalid (rc, "name", field);
+    rc = user_email_normalize (email? email: "", email_len, email_norm, sizeof email_norm, why);
+    if (rc)
+        return s_invalid (rc, "email", field);
+
+    char id[USER_ID_SIZE];
+    s_make_id (self, id);
+    int64_t now_us = self->env.now_us (self->env.arg);
+    user_t *user = user_new (id, name_norm, email_norm, now_us, now_us);
+    if (!user)
+        return MESH_EIO;        //  Only a clock outside years 0000..9999 gets here
+
+    user_event_t event;
+    char event_id[USER_ID_SIZE];
+    s_event (self, &event, event_id, USER_EVENT_CREATED, user, now_us);
+    rc = user_repo_insert (self->repo, user, &event);
+    if (rc) {
+        user_destroy (&user);
+        return rc;
+    }
+    *user_p = user;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Normalise a request id into `out`; MESH_EINVAL names `name` as the field.
+static int
+s_id (const char *id, size_t id_len, const char *name, char out[USER_ID_SIZE],
+      const char **field, const char **why)
+{
+    int rc = user_id_normalize (id? id: "", id_len, out, USER_ID_SIZE, why);
+    return s_invalid (rc, name, field);
+}
+
+//  --------------------------------------------------------------------------
+//  Fetch a user by id.
+int
+user_app_get (user_app_t *self, const char *id, size_t id_len, user_t **user_p,
+              const char **field, const char **why)
+{
+    assert (self);
+    assert (id || id_len == 0);
+    assert (user_p);
+    s_clear (field, why);
+
+    char id_norm[USER_ID_SIZE];
+    int rc = s_id (id, id_len, "id", id_norm, field, why);
+    if (rc)
+        return rc;
+    return user_repo_find (self->repo, id_norm, user_p);
+}
+
+//  --------------------------------------------------------------------------
+//  Change name and/or email; writes user.updated with the new state.
+int
+user_app_update (user_app_t *self, const char *id, size_t id_len, const char *name,
+                 size_t name_len, const char *email, size_t email_len, user_t **user_p,
+                 const char **field, const char **why)
+{
+    assert (self);
+    assert (id || id_len == 0);
+    assert (user_p);
+    s_clear (field, why);
+
+    //  Every request value is checked before the store is asked anything,
+    //  so a bad request is MESH_EINVAL even while the store is down.
+    char id_norm[USER_ID_SIZE];
+    int rc = s_id (id, id_len, "id", id_norm, field, why);
+    if (rc)
+        return rc;
+    if (!name && !email) {
+        if (field)
+            *field = "name";
+        if (why)
+            *why = "update must change the name or the email";
+        return MESH_EINVAL;
+    }
+    char name_norm[USER_NAME_SIZE];
+    char email_norm[USER_EMAIL_SIZE];
+    if (name) {
+        rc = user_name_normalize (name, name_len, name_norm, sizeof name_norm, why);
+        if (rc)
+            return s_invalid (rc, "name", field);
+    }
+    if (email) {
+        rc = user_email_normalize (email, email_len, email_norm, sizeof email_norm, why);
+        if (rc)
+            return s_invalid (rc, "email", field);
+    }
+
+    //  Read, then write by id: two concurrent updates of one user both
+    //  succeed and the later commit wins, each with its own event, so the
+    //  event stream still ends in the stored state.
+    user_t *current = NULL;
+    rc = user_repo_find (self->repo, id_norm, &current);
+    if (rc)
+        return rc;
+    int64_t now_us = self->env.now_us (self->env.arg);
+    user_t *user = user_new (id_norm, name? name_norm: user_name (current),
+                             email? email_norm: user_email (current),
+                             user_created_at_us (current), now_us);
+    user_destroy (&current);
+    if (!user)
+        return MESH_EIO;        //  Clock out of range
+
+    user_event_t event;
+    char event_id[USER_ID_SIZE];
+    s_event (self, &event, event_id, USER_EVENT_UPDATED, user, now_us);
+    rc = user_repo_update (self->repo, user, &event);
+    if (rc) {
+        user_destroy (&user);
+        return rc;
+    }
+    *user_p = user;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Delete a user; writes user.deleted with its last state.
+int
+user_app_delete (user_app_t *self, const char *id, size_t id_len, const char **field,
+                 const char **why)
+{
+    assert (self);
+    assert (id || id_len == 0);
+    s_clear (field, why);
+
+    char id_norm[USER_ID_SIZE];
+    int rc = s_id (id, id_len, "id", id_norm, field, why);
+    if (rc)
+        return rc;
+    //  The event carries the last state, so read it first; the remove is
+    //  by id and says MESH_ENOTFOUND if the user went in between.
+    user_t *last = NULL;
+    rc = user_repo_find (self->repo, id_norm, &last);
+    if (rc)
+        return rc;
+    user_event_t event;
+    char event_id[USER_ID_SIZE];
+    s_event (self, &event, event_id, USER_EVENT_DELETED, last, self->env.now_us (self->env.arg));
+    rc = user_repo_remove (self->repo, id_norm, &event);
+    user_destroy (&last);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  One page of users after a cursor.
+int
+user_app_list (user_app_t *self, const char *after, size_t after_len, const int64_t *limit,
+               user_page_t **page_p, const char **field, const char **why)
+{
+    assert (self);
+    assert (page_p);
+    s_clear (field, why);
+
+    char after_norm[USER_ID_SIZE];
+    if (after) {
+        int rc = s_id (after, after_len, "after", after_norm, field, why);
+        if (rc)
+            return rc;
+    }
+    size_t size = USER_APP_LIST_DEFAULT;
+    if (limit) {
+        if (*limit < 1 || *limit > USER_APP_LIST_MAX) {
+            if (field)
+                *field = "limit";
+            if (why)
+                *why = "limit must be between 1 and 500";
+            return MESH_EINVAL;
+        }
+        size = (size_t) *limit;
+    }
+    //  Ask for one more than the page holds: whether it comes back says if
+    //  there is a next page, so the last page has no cursor (no empty page
+    //  to fetch when the count divides evenly).
+    user_t **users = NULL;
+    size_t count = 0;
+    int rc = user_repo_list (self->repo, after? after_norm: NULL, size + 1, &users, &count);
+    if (rc)
+        return rc;
+    assert (count <= size + 1);
+
+    user_page_t *page = (user_page_t *) mesh_alloc (sizeof (user_page_t));
+    page->items = users;
+    page->count = count;
+    if (count > size) {
+        user_destroy (&users[size]);
+        page->count = size;
+        memcpy (page->next, user_id (users[size - 1]), USER_ID_SIZE);
+    }
+    *page_p = page;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Page accessors.
+size_t
+user_page_count (const user_page_t *self)
+{
+    assert (self);
+    return self->count;
+}
+
+const user_t *
+user_page_item (const user_page_t *self, size_t index)
+{
+    assert (self);
+    assert (index < self->count);
+    return self->items[index];
+}
+
+const char *
+user_page_next (const user_page_t *self)
+{
+    assert (self);
+    return self->next[0]? self->next: NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Destroy the page and its users.
+void
+user_page_destroy (user_page_t **self_p)
+{
+    assert (self_p);
+    user_page_t *self = *self_p;
+    if (self) {
+        for (size_t index = 0; index < self->count; index++)
+            user_destroy (&self->items[index]);
+        free (self->items);
+        free (self);
+        *self_p = NULL;
+    }
+}
