@@ -1,0 +1,621 @@
+/*  =========================================================================
+    test_user_repo_pg - the libpq adapter of the user repository, on real PostgreSQL
+    Each test migrates a fresh schema of the DATABASE_URL database and points
+    the adapter at it through the conninfo (options=-csearch_path=...); the
+    schema is dropped at teardown. Checks the port's contract (same return
+    codes as testing/user_repo_memory), the outbox row each change writes,
+    and the app layer end to end on this adapter. Skipped when DATABASE_URL
+    is not set. Outage and reconnect are not exercised here.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "mesh/mesh_err.h"
+#include "user.h"
+#include "user_app.h"
+#include "user_repo.h"
+#include "user_repo_pg.h"
+#include "user_schema.h"
+
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_T0 INT64_C (1764077611123456) //  2025-11-25T13:33:31.123456Z
+
+static char s_schema[64];     //  This test's schema, "" when none
+static char s_conninfo[1024]; //  DATABASE_URL with search_path set to it
+static PGconn *s_admin;       //  Creates and drops the schema; inspects tables
+
+//  Skip the test when there is no database to test against.
+static void
+s_need_database (void)
+{
+    const char *url = getenv ("DATABASE_URL");
+    if (!url || !*url)
+        cr_skip_test ("DATABASE_URL is not set");
+}
+
+static void
+s_exec_ok (PGconn *conn, const char *sql)
+{
+    PGresult *result = PQexec (conn, sql);
+    ExecStatusType status = PQresultStatus (result);
+    cr_assert (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK, "%s: %s", sql,
+               PQerrorMessage (conn));
+    PQclear (result);
+}
+
+//  One integer from a one-row, one-column query with at most one parameter.
+static long
+s_query_long (const char *sql, const char *param)
+{
+    const char *params[1] = {param};
+    PGresult *result = PQexecParams (s_admin, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
+    cr_assert_eq (PQresultStatus (result), PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQerrorMessage (s_admin));
+    cr_assert_eq (PQntuples (result), 1, "%s", sql);
+    long value = strtol (PQgetvalue (result, 0, 0), NULL, 10);
+    PQclear (result);
+    return value;
+}
+
+static void
+s_setup (void)
+{
+    s_schema[0] = '\0';
+    const char *url = getenv ("DATABASE_URL");
+    if (!url || !*url)
+        return; //  The test itself skips
+    static int counter;
+    snprintf (s_schema, sizeof s_schema, "test_user_repo_pg_%ld_%d", (long)getpid (), ++counter);
+    //  A URL takes options as a query parameter ('=' escaped); a keyword
+    //  string as one more keyword
+    if (strstr (url, "://"))
+        snprintf (s_conninfo, sizeof s_conninfo, "%s%coptions=-csearch_path%%3D%s", url,
+                  strchr (url, '?') ? '&' : '?', s_schema);
+    else
+        snprintf (s_conninfo, sizeof s_conninfo, "%s options=-csearch_path=%s", url, s_schema);
+    s_admin = PQconnectdb (url);
+    cr_assert_eq (PQstatus (s_admin), CONNECTION_OK, "%s", PQerrorMessage (s_admin));
+    s_exec_ok (s_admin, "SET client_min_messages = warning");
+    char sql[160];
+    snprintf (sql, sizeof sql, "CREATE SCHEMA %s", s_schema);
+    s_exec_ok (s_admin, sql);
+    snprintf (sql, sizeof sql, "SET search_path TO %s", s_schema);
+    s_exec_ok (s_admin, sql);
+    char error[256] = "";
+    int rc = user_schema_migrate (s_admin, NULL, error, sizeof error);
+    cr_assert_eq (rc, 0, "migrate: %s", error);
+}
+
+static void
+s_teardown (void)
+{
+    if (s_admin && *s_schema) {
+        char sql[160];
+        snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s_schema);
+        PGresult *result = PQexec (s_admin, sql);
+        PQclear (result);
+    }
+    PQfinish (s_admin);
+    s_admin = NULL;
+}
+
+TestSuite (user_repo_pg, .init = s_setup, .fini = s_teardown, .timeout = 60.);
+
+//  The adapter on this test's schema; fails the test when it cannot connect.
+static user_repo_t *
+s_repo (void)
+{
+    int err = 1;
+    user_repo_t *repo = user_repo_pg_new (s_conninfo, &err);
+    cr_assert_not_null (repo, "user_repo_pg_new: %s", mesh_strerror (err));
+    cr_assert_eq (err, 0);
+    return repo;
+}
+
+//  Canonical id number `n` (ascending with n).
+static void
+s_id (int n, char out[USER_ID_SIZE])
+{
+    snprintf (out, USER_ID_SIZE, "00000000-0000-4000-8000-%012d", n);
+}
+
+static user_t *
+s_user (int n, const char *name, const char *email, int64_t created, int64_t updated)
+{
+    char id[USER_ID_SIZE];
+    s_id (n, id);
+    user_t *user = user_new (id, name, email, created, updated);
+    cr_assert_not_null (user, "test user %d is not valid", n);
+    return user;
+}
+
+//  An event about `user`, event id number `n` (its own range: 9000 + n).
+static user_event_t
+s_event (const char *type, int n, const user_t *user, char id[USER_ID_SIZE])
+{
+    s_id (9000 + n, id);
+    return (user_event_t){.type = type,
+                          .id = id,
+                          .subject = user_id (user),
+                          .user = user,
+                          .time_us = user_updated_at_us (user)};
+}
+
+static void
+s_assert_same_user (const user_t *got, const user_t *want)
+{
+    cr_assert_str_eq (user_id (got), user_id (want));
+    cr_assert_str_eq (user_name (got), user_name (want));
+    cr_assert_str_eq (user_email (got), user_email (want));
+    cr_assert_eq (user_created_at_us (got), user_created_at_us (want), "created %lld != %lld",
+                  (long long)user_created_at_us (got), (long long)user_created_at_us (want));
+    cr_assert_eq (user_updated_at_us (got), user_updated_at_us (want), "updated %lld != %lld",
+                  (long long)user_updated_at_us (got), (long long)user_updated_at_us (want));
+}
+
+//  Value of string key `key` in a MessagePack map, as a NUL-terminated copy
+//  in `out`; fails the test when missing or not a string.
+static void
+s_map_str (const msgpack_object *map, const char *key, char *out, size_t size)
+{
+    for (uint32_t index = 0; index < map->via.map.size; index++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[index];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen (key) &&
+            memcmp (kv->key.via.str.ptr, key, kv->key.via.str.size) == 0) {
+            cr_assert_eq (kv->val.type, MSGPACK_OBJECT_STR, "%s is not a string", key);
+            cr_assert_lt (kv->val.via.str.size, size);
+            memcpy (out, kv->val.via.str.ptr, kv->val.via.str.size);
+            out[kv->val.via.str.size] = '\0';
+            return;
+        }
+    }
+    cr_assert_fail ("no key %s in the event data", key);
+}
+
+//  Check the outbox row of event `event_id`: type, subject, data (decoded
+//  MessagePack = `user` with RFC 3339 times), created_at, no seq, no trace.
+static void
+s_assert_outbox (const char *event_id, const char *type, const user_t *user, int64_t time_us)
+{
+    const char *params[1] = {event_id};
+    PGresult *result = PQexecParams (s_admin,
+                                     "SELECT type, subject::text, data, trace, seq,"
+                                     " (extract(epoch FROM created_at) * 1000000)::int8"
+                                     " FROM outbox WHERE event_id = $1::uuid",
+                                     1, NULL, params, NULL, NULL, 1); //  Binary results
+    cr_assert_eq (PQresultStatus (result), PGRES_TUPLES_OK, "%s", PQerrorMessage (s_admin));
+    cr_assert_eq (PQntuples (result), 1, "event %s is not in the outbox", event_id);
+    cr_assert_eq (PQgetlength (result, 0, 0), (int)strlen (type));
+    cr_assert (memcmp (PQgetvalue (result, 0, 0), type, strlen (type)) == 0);
+    cr_assert_eq (PQgetlength (result, 0, 1), USER_ID_LEN);
+    cr_assert (memcmp (PQgetvalue (result, 0, 1), user_id (user), USER_ID_LEN) == 0);
+    cr_assert (PQgetisnull (result, 0, 3), "trace is not NULL");
+    cr_assert (PQgetisnull (result, 0, 4), "seq is given only by the relay");
+    cr_assert_eq (PQgetlength (result, 0, 5), 8);
+    const unsigned char *raw = (const unsigned char *)PQgetvalue (result, 0, 5);
+    uint64_t created = 0;
+    for (int index = 0; index < 8; index++)
+        created = created << 8 | raw[index];
+    cr_assert_eq ((int64_t)created, time_us);
+
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    msgpack_unpack_return ret = msgpack_unpack_next (&unpacked, PQgetvalue (result, 0, 2),
+                                                     (size_t)PQgetlength (result, 0, 2), &offset);
+    cr_assert_eq (ret, MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq (offset, (size_t)PQgetlength (result, 0, 2), "trailing bytes in data");
+    const msgpack_object *map = &unpacked.data;
+    cr_assert_eq (map->type, MSGPACK_OBJECT_MAP);
+    cr_assert_eq (map->via.map.size, 5);
+    char text[USER_NAME_SIZE];
+    char want_time[USER_TIME_SIZE];
+    s_map_str (map, "id", text, sizeof text);
+    cr_assert_str_eq (text, user_id (user));
+    s_map_str (map, "name", text, sizeof text);
+    cr_assert_str_eq (text, user_name (user));
+    s_map_str (map, "email", text, sizeof text);
+    cr_assert_str_eq (text, user_email (user));
+    s_map_str (map, "created_at", text, sizeof text);
+    cr_assert_eq (user_format_time (user_created_at_us (user), want_time, sizeof want_time), 0);
+    cr_assert_str_eq (text, want_time);
+    s_map_str (map, "updated_at", text, sizeof text);
+    cr_assert_eq (user_format_time (user_updated_at_us (user), want_time, sizeof want_time), 0);
+    cr_assert_str_eq (text, want_time);
+    msgpack_unpacked_destroy (&unpacked);
+    PQclear (result);
+}
+
+Test (user_repo_pg, insert_then_find_round_trips_every_field)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    //  Microsecond times, and the ends of the range user.h allows
+    user_t *users[3] = {
+        s_user (1, "Ada Lovelace", "ada@example.com", S_T0, S_T0 + 1),
+        s_user (2, "Émile Zola ✓", "emile@example.org", USER_TIME_MIN_US, USER_TIME_MAX_US),
+        s_user (3, "Minus", "minus@example.net", -1, -999999),
+    };
+    for (int index = 0; index < 3; index++) {
+        char event_id[USER_ID_SIZE];
+        user_event_t event = s_event (USER_EVENT_CREATED, index, users[index], event_id);
+        cr_assert_eq (user_repo_insert (repo, users[index], &event), 0);
+        user_t *found = NULL;
+        cr_assert_eq (user_repo_find (repo, user_id (users[index]), &found), 0);
+        s_assert_same_user (found, users[index]);
+        user_destroy (&found);
+    }
+    //  Stored as timestamptz, readable by SQL
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM users WHERE created_at ="
+                                " '2025-11-25T13:33:31.123456Z'",
+                                NULL),
+                  1);
+    char missing[USER_ID_SIZE];
+    s_id (77, missing);
+    user_t *found = NULL;
+    cr_assert_eq (user_repo_find (repo, missing, &found), MESH_ENOTFOUND);
+    cr_assert_null (found);
+    for (int index = 0; index < 3; index++)
+        user_destroy (&users[index]);
+    user_repo_destroy (&repo);
+    cr_assert_null (repo);
+}
+
+Test (user_repo_pg, insert_writes_its_outbox_row)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    user_t *user = s_user (1, "Ada", "ada@example.com", S_T0, S_T0);
+    char event_id[USER_ID_SIZE];
+    user_event_t event = s_event (USER_EVENT_CREATED, 1, user, event_id);
+    event.time_us = S_T0 + 7;
+    cr_assert_eq (user_repo_insert (repo, user, &event), 0);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 1);
+    s_assert_outbox (event_id, USER_EVENT_CREATED, user, S_T0 + 7);
+    user_destroy (&user);
+    user_repo_destroy (&repo);
+}
+
+Test (user_repo_pg, duplicate_email_or_id_conflicts_and_writes_nothing)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    user_t *first = s_user (1, "First", "same@example.com", S_T0, S_T0);
+    user_t *second = s_user (2, "Second", "same@example.com", S_T0, S_T0);
+    user_t *again = s_user (1, "Same id", "other@example.com", S_T0, S_T0);
+    char id1[USER_ID_SIZE], id2[USER_ID_SIZE], id3[USER_ID_SIZE];
+    user_event_t event1 = s_event (USER_EVENT_CREATED, 1, first, id1);
+    user_event_t event2 = s_event (USER_EVENT_CREATED, 2, second, id2);
+    user_event_t event3 = s_event (USER_EVENT_CREATED, 3, again, id3);
+    cr_assert_eq (user_repo_insert (repo, first, &event1), 0);
+    cr_assert_eq (user_repo_insert (repo, second, &event2), MESH_ECONFLICT);
+    cr_assert_eq (user_repo_insert (repo, again, &event3), MESH_ECONFLICT);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 1);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 1);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox WHERE event_id = $1::uuid", id2), 0);
+    //  The same event id twice is a conflict too, and stores no user
+    user_t *third = s_user (3, "Third", "third@example.com", S_T0, S_T0);
+    user_event_t event4 = s_event (USER_EVENT_CREATED, 1, third, id3);
+    cr_assert_eq (user_repo_insert (repo, third, &event4), MESH_ECONFLICT);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 1);
+    //  The adapter is still usable after the failures
+    user_t *found = NULL;
+    cr_assert_eq (user_repo_find (repo, user_id (first), &found), 0);
+    s_assert_same_user (found, first);
+    user_destroy (&found);
+    user_destroy (&first);
+    user_destroy (&second);
+    user_destroy (&again);
+    user_destroy (&third);
+    user_repo_destroy (&repo);
+}
+
+Test (user_repo_pg, update_changes_the_row_and_writes_an_event)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    user_t *ada = s_user (1, "Ada", "ada@example.com", S_T0, S_T0);
+    user_t *bob = s_user (2, "Bob", "bob@example.com", S_T0, S_T0);
+    char ids[5][USER_ID_SIZE];
+    user_event_t event = s_event (USER_EVENT_CREATED, 1, ada, ids[0]);
+    cr_assert_eq (user_repo_insert (repo, ada, &event), 0);
+    event = s_event (USER_EVENT_CREATED, 2, bob, ids[1]);
+    cr_assert_eq (user_repo_insert (repo, bob, &event), 0);
+
+    //  created_at stays as stored whatever the user value says
+    user_t *changed = s_user (1, "Ada King", "ada.king@example.com", S_T0 + 5, S_T0 + 1000001);
+    event = s_event (USER_EVENT_UPDATED, 3, changed, ids[2]);
+    cr_assert_eq (user_repo_update (repo, changed, &event), 0);
+    user_t *found = NULL;
+    cr_assert_eq (user_repo_find (repo, user_id (ada), &found), 0);
+    user_t *want = s_user (1, "Ada King", "ada.king@example.com", S_T0, S_T0 + 1000001);
+    s_assert_same_user (found, want);
+    user_destroy (&found);
+    s_assert_outbox (ids[2], USER_EVENT_UPDATED, changed, S_T0 + 1000001);
+
+    //  Another user's email: conflict, nothing changed, no event
+    user_t *clash = s_user (1, "Ada", "bob@example.com", S_T0, S_T0 + 2000000);
+    event = s_event (USER_EVENT_UPDATED, 4, clash, ids[3]);
+    cr_assert_eq (user_repo_update (repo, clash, &event), MESH_ECONFLICT);
+    cr_assert_eq (user_repo_find (repo, user_id (ada), &found), 0);
+    s_assert_same_user (found, want);
+    user_destroy (&found);
+
+    //  A user that is not there: not found, no event
+    user_t *ghost = s_user (9, "Ghost", "ghost@example.com", S_T0, S_T0);
+    event = s_event (USER_EVENT_UPDATED, 5, ghost, ids[4]);
+    cr_assert_eq (user_repo_update (repo, ghost, &event), MESH_ENOTFOUND);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 3);
+
+    user_destroy (&ada);
+    user_destroy (&bob);
+    user_destroy (&changed);
+    user_destroy (&want);
+    user_destroy (&clash);
+    user_destroy (&ghost);
+    user_repo_destroy (&repo);
+}
+
+Test (user_repo_pg, remove_deletes_and_writes_an_event)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    user_t *ada = s_user (1, "Ada", "ada@example.com", S_T0, S_T0 + 3);
+    char ids[3][USER_ID_SIZE];
+    user_event_t event = s_event (USER_EVENT_CREATED, 1, ada, ids[0]);
+    cr_assert_eq (user_repo_insert (repo, ada, &event), 0);
+    event = s_event (USER_EVENT_DELETED, 2, ada, ids[1]);
+    event.time_us = S_T0 + 99;
+    cr_assert_eq (user_repo_remove (repo, user_id (ada), &event), 0);
+    s_assert_outbox (ids[1], USER_EVENT_DELETED, ada, S_T0 + 99);
+    user_t *found = NULL;
+    cr_assert_eq (user_repo_find (repo, user_id (ada), &found), MESH_ENOTFOUND);
+    event = s_event (USER_EVENT_DELETED, 3, ada, ids[2]);
+    cr_assert_eq (user_repo_remove (repo, user_id (ada), &event), MESH_ENOTFOUND);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 2);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 0);
+    user_destroy (&ada);
+    user_repo_destroy (&repo);
+}
+
+Test (user_repo_pg, list_pages_by_keyset_in_id_order)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    user_t **out = NULL;
+    size_t count = 99;
+    cr_assert_eq (user_repo_list (repo, NULL, 10, &out, &count), 0);
+    cr_assert_eq (count, 0);
+    cr_assert_null (out);
+
+    //  Inserted out of order; listed ascending
+    int order[5] = {4, 1, 5, 3, 2};
+    for (int index = 0; index < 5; index++) {
+        char name[16], email[32], event_id[USER_ID_SIZE];
+        snprintf (name, sizeof name, "User %d", order[index]);
+        snprintf (email, sizeof email, "u%d@example.com", order[index]);
+        user_t *user = s_user (order[index], name, email, S_T0 + order[index], S_T0);
+        user_event_t event = s_event (USER_EVENT_CREATED, index, user, event_id);
+        cr_assert_eq (user_repo_insert (repo, user, &event), 0);
+        user_destroy (&user);
+    }
+    char after[USER_ID_SIZE] = "";
+    int seen = 0;
+    size_t sizes[4] = {2, 2, 1, 0};
+    for (int page = 0; page < 4; page++) {
+        cr_assert_eq (user_repo_list (repo, page ? after : NULL, 2, &out, &count), 0);
+        cr_assert_eq (count, sizes[page], "page %d has %zu users", page, count);
+        for (size_t index = 0; index < count; index++) {
+            seen++;
+            char want[USER_ID_SIZE];
+            s_id (seen, want);
+            cr_assert_str_eq (user_id (out[index]), want);
+            cr_assert_eq (user_created_at_us (out[index]), S_T0 + seen);
+            snprintf (after, sizeof after, "%s", user_id (out[index]));
+            user_destroy (&out[index]);
+        }
+        free (out);
+        out = NULL;
+    }
+    cr_assert_eq (seen, 5);
+    //  A cursor that is not a stored id still pages from where it sorts
+    char between[USER_ID_SIZE];
+    s_id (0, between);
+    cr_assert_eq (user_repo_list (repo, between, 100, &out, &count), 0);
+    cr_assert_eq (count, 5);
+    for (size_t index = 0; index < count; index++)
+        user_destroy (&out[index]);
+    free (out);
+    user_repo_destroy (&repo);
+}
+
+Test (user_repo_pg, sql_injection_strings_are_stored_verbatim)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    const char *names[] = {
+        "Robert'); DROP TABLE users;--",
+        "x' OR '1'='1",
+        "$1 \\x00 \\\\ \" ; -- /* */ E'\\''",
+    };
+    const char *emails[] = {
+        "robert'--@example.com",
+        "x'or'1'='1@example.com",
+        "a$1{}|~`@example.com",
+    };
+    for (int index = 0; index < 3; index++) {
+        char email[USER_EMAIL_SIZE];
+        cr_assert_eq (
+            user_email_normalize (emails[index], strlen (emails[index]), email, sizeof email, NULL),
+            0, "%s", emails[index]);
+        cr_assert_str_eq (email, emails[index]);
+        user_t *user = s_user (index + 1, names[index], email, S_T0, S_T0);
+        char event_id[USER_ID_SIZE];
+        user_event_t event = s_event (USER_EVENT_CREATED, index, user, event_id);
+        cr_assert_eq (user_repo_insert (repo, user, &event), 0, "%s", names[index]);
+        user_t *found = NULL;
+        cr_assert_eq (user_repo_find (repo, user_id (user), &found), 0);
+        s_assert_same_user (found, user);
+        user_destroy (&found);
+        s_assert_outbox (event_id, USER_EVENT_CREATED, user, S_T0);
+        user_destroy (&user);
+    }
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 3);
+    user_repo_destroy (&repo);
+}
+
+Test (user_repo_pg, new_reports_unreachable_server_and_missing_schema)
+{
+    s_need_database ();
+    int err = 0;
+    user_repo_t *repo = user_repo_pg_new ("host=127.0.0.1 port=1 connect_timeout=5", &err);
+    cr_assert_null (repo);
+    cr_assert_eq (err, MESH_EUNAVAIL);
+    //  A schema without the tables: the statements cannot be prepared
+    char sql[160];
+    snprintf (sql, sizeof sql, "CREATE SCHEMA %s_empty", s_schema);
+    s_exec_ok (s_admin, sql);
+    char conninfo[1100];
+    const char *url = getenv ("DATABASE_URL");
+    if (strstr (url, "://"))
+        snprintf (conninfo, sizeof conninfo, "%s%coptions=-csearch_path%%3D%s_empty", url,
+                  strchr (url, '?') ? '&' : '?', s_schema);
+    else
+        snprintf (conninfo, sizeof conninfo, "%s options=-csearch_path=%s_empty", url, s_schema);
+    repo = user_repo_pg_new (conninfo, &err);
+    snprintf (sql, sizeof sql, "DROP SCHEMA %s_empty", s_schema);
+    s_exec_ok (s_admin, sql);
+    cr_assert_null (repo);
+    cr_assert_eq (err, MESH_EIO);
+}
+
+//  The app's environment: ids 1, 2, 3, ... and a clock that ticks 1 ms.
+typedef struct {
+    int next_id;
+    int64_t now;
+} s_env_state_t;
+
+static void
+s_make_id (void *arg, char out[USER_ID_SIZE])
+{
+    s_env_state_t *state = (s_env_state_t *)arg;
+    s_id (++state->next_id, out);
+}
+
+static int64_t
+s_now_us (void *arg)
+{
+    s_env_state_t *state = (s_env_state_t *)arg;
+    state->now += 1000;
+    return state->now;
+}
+
+Test (user_repo_pg, app_use_cases_end_to_end)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    s_env_state_t state = {.next_id = 100, .now = S_T0};
+    user_app_env_t env = {.make_id = s_make_id, .now_us = s_now_us, .arg = &state};
+    user_app_t *app = user_app_new (repo, &env);
+    cr_assert_not_null (app);
+
+    const char *field = NULL, *why = NULL;
+    user_t *created = NULL;
+    const char *name = "  Grace Hopper ";
+    const char *email = " Grace@Example.COM";
+    cr_assert_eq (
+        user_app_create (app, name, strlen (name), email, strlen (email), &created, &field, &why),
+        0, "%s: %s", field, why);
+    cr_assert_str_eq (user_name (created), "Grace Hopper");
+    cr_assert_str_eq (user_email (created), "grace@example.com");
+
+    //  The same email in another case is taken
+    user_t *duplicate = NULL;
+    const char *shout = "GRACE@example.com";
+    cr_assert_eq (user_app_create (app, "G", 1, shout, strlen (shout), &duplicate, &field, &why),
+                  MESH_ECONFLICT);
+    cr_assert_null (duplicate);
+
+    user_t *got = NULL;
+    const char *upper = user_id (created);
+    char upper_id[USER_ID_SIZE];
+    for (int index = 0; index < USER_ID_LEN; index++)
+        upper_id[index] =
+            (char)(upper[index] >= 'a' && upper[index] <= 'f' ? upper[index] - 'a' + 'A'
+                                                              : upper[index]);
+    upper_id[USER_ID_LEN] = '\0';
+    cr_assert_eq (user_app_get (app, upper_id, USER_ID_LEN, &got, &field, &why), 0);
+    s_assert_same_user (got, created);
+    user_destroy (&got);
+
+    user_t *other = NULL;
+    cr_assert_eq (user_app_create (app, "Alan", 4, "alan@example.com", 16, &other, &field, &why),
+                  0);
+    user_page_t *page = NULL;
+    int64_t limit = 1;
+    cr_assert_eq (user_app_list (app, NULL, 0, &limit, &page, &field, &why), 0);
+    cr_assert_eq (user_page_count (page), 1);
+    s_assert_same_user (user_page_item (page, 0), created);
+    cr_assert_not_null (user_page_next (page));
+    char next[USER_ID_SIZE];
+    snprintf (next, sizeof next, "%s", user_page_next (page));
+    user_page_destroy (&page);
+    cr_assert_eq (user_app_list (app, next, strlen (next), &limit, &page, &field, &why), 0);
+    cr_assert_eq (user_page_count (page), 1);
+    s_assert_same_user (user_page_item (page, 0), other);
+    user_page_destroy (&page);
+
+    cr_assert_eq (user_app_delete (app, user_id (other), USER_ID_LEN, &field, &why), 0);
+    cr_assert_eq (user_app_get (app, user_id (other), USER_ID_LEN, &got, &field, &why),
+                  MESH_ENOTFOUND);
+    //  Two creates and a delete: three events, each about its user
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 3);
+    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox WHERE type = 'user.deleted'"
+                                " AND subject = $1::uuid",
+                                user_id (other)),
+                  1);
+    user_destroy (&created);
+    user_destroy (&other);
+    user_app_destroy (&app);
+    user_repo_destroy (&repo);
+}
+
+Test (user_repo_pg, recovers_after_its_backend_is_terminated)
+{
+    s_need_database ();
+    //  The adapter's backend is found by application_name
+    char app_name[64];
+    snprintf (app_name, sizeof app_name, "repo_pg_test_%ld", (long)getpid ());
+    char conninfo[1200];
+    snprintf (conninfo, sizeof conninfo, "%s%capplication_name=%s", s_conninfo,
+              strstr (s_conninfo, "://") ? '&' : ' ', app_name);
+    int err = 0;
+    user_repo_t *repo = user_repo_pg_new (conninfo, &err);
+    cr_assert_not_null (repo, "%s", mesh_strerror (err));
+    user_t *ada = s_user (1, "Ada", "ada@example.com", S_T0, S_T0);
+    char event_id[USER_ID_SIZE];
+    user_event_t event = s_event (USER_EVENT_CREATED, 1, ada, event_id);
+    cr_assert_eq (user_repo_insert (repo, ada, &event), 0);
+
+    //  An administrator ends the session (SQLSTATE 57P01 on the next use);
+    //  the timeout makes pg_terminate_backend wait until the backend is gone
+    long pid =
+        s_query_long ("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app_name);
+    char pid_text[32];
+    snprintf (pid_text, sizeof pid_text, "%ld", pid);
+    cr_assert_eq (s_query_long ("SELECT pg_terminate_backend($1::int, 10000)::int", pid_text), 1);
+    user_t *found = NULL;
+    cr_assert_eq (user_repo_find (repo, user_id (ada), &found), MESH_EUNAVAIL);
+    cr_assert_null (found);
+    //  The next call reconnects and prepares again
+    cr_assert_eq (user_repo_find (repo, user_id (ada), &found), 0);
+    s_assert_same_user (found, ada);
+    user_destroy (&found);
+    user_destroy (&ada);
+    user_repo_destroy (&repo);
+}
