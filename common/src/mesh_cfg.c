@@ -202,6 +202,20 @@ mesh_cfg_print_help (const mesh_cfg_t *self, FILE *stream)
 }
 
 //  --------------------------------------------------------------------------
+//  Answer --help or --version.
+bool
+mesh_cfg_answer_builtin (const mesh_cfg_t *self, int rc, FILE *stream)
+{
+    assert (self);
+    if (rc == MESH_CFG_HELP)
+        mesh_cfg_print_help (self, stream);
+    else
+    if (rc == MESH_CFG_VERSION)
+        fprintf (stream, "%s %s\n", self->program, MESH_VERSION);
+    return rc == MESH_CFG_HELP || rc == MESH_CFG_VERSION;
+}
+
+//  --------------------------------------------------------------------------
 //  Log the settings in force, one line.
 void
 mesh_cfg_log (const mesh_cfg_t *self)

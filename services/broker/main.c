@@ -63,11 +63,7 @@ main (int argc, char **argv)
         "XSUB/XPUB proxy that carries user events.",
         s_options, sizeof s_options / sizeof s_options[0]);
     int rc = mesh_cfg_parse (cfg, argc, argv);
-    if (rc == MESH_CFG_HELP || rc == MESH_CFG_VERSION) {
-        if (rc == MESH_CFG_HELP)
-            mesh_cfg_print_help (cfg, stdout);
-        else
-            printf ("mesh-broker %s\n", MESH_VERSION);
+    if (mesh_cfg_answer_builtin (cfg, rc, stdout)) {
         mesh_cfg_destroy (&cfg);
         return 0;
     }

@@ -98,11 +98,7 @@ main (int argc, char **argv)
                                     sizeof s_options / sizeof s_options[0]);
     int rc = mesh_cfg_parse (cfg, argc, argv);
     long credit = 1, threads = 1, heartbeat_ms = 1000, liveness = 3;
-    if (rc == MESH_CFG_HELP || rc == MESH_CFG_VERSION) {
-        if (rc == MESH_CFG_HELP)
-            mesh_cfg_print_help (cfg, stdout);
-        else
-            printf ("mesh-echo-worker %s\n", MESH_VERSION);
+    if (mesh_cfg_answer_builtin (cfg, rc, stdout)) {
         mesh_cfg_destroy (&cfg);
         return 0;
     }

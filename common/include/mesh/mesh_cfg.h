@@ -72,6 +72,12 @@ const char *
 void
     mesh_cfg_print_help (const mesh_cfg_t *self, FILE *stream);
 
+//  Answer --help or --version: when `rc` (from mesh_cfg_parse) is
+//  MESH_CFG_HELP or MESH_CFG_VERSION, print the help or "PROGRAM VERSION" on
+//  `stream` and return true (the caller exits 0); otherwise return false.
+bool
+    mesh_cfg_answer_builtin (const mesh_cfg_t *self, int rc, FILE *stream);
+
 //  Print the settings in force as one JSON log line at info level.
 void
     mesh_cfg_log (const mesh_cfg_t *self);

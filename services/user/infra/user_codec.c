@@ -1,0 +1,255 @@
+/*  =========================================================================
+    user_codec - MessagePack bodies of the user service <-> user_app calls
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "user_codec.h"
+
+#include "mesh/mesh_envelope.h"
+#include "mesh/mesh_err.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+//  A string field of a request body: present or not, bytes and length.
+typedef struct {
+    bool present;
+    const char *ptr;
+    size_t len;
+} s_str_t;
+
+//  The value of key `name` in map `body`, or NULL when absent or nil.
+static const msgpack_object *
+s_lookup (const msgpack_object *body, const char *name)
+{
+    size_t name_len = strlen (name);
+    for (uint32_t index = 0; index < body->via.map.size; index++) {
+        const msgpack_object_kv *pair = &body->via.map.ptr[index];
+        if (pair->key.type == MSGPACK_OBJECT_STR && pair->key.via.str.size == name_len
+            && memcmp (pair->key.via.str.ptr, name, name_len) == 0)
+            return pair->val.type == MSGPACK_OBJECT_NIL ? NULL : &pair->val;
+    }
+    return NULL;
+}
+
+//  Check that the body is a map (nil is an empty map when `nil_ok`).
+static int
+s_need_map (const msgpack_object *body, bool nil_ok, char *message, size_t message_size)
+{
+    if (body && body->type == MSGPACK_OBJECT_MAP)
+        return 0;
+    if (nil_ok && (!body || body->type == MSGPACK_OBJECT_NIL))
+        return 0;
+    snprintf (message, message_size, "field 'body' must be a map");
+    return MESH_EINVAL;
+}
+
+//  Read string field `name` into *value. Returns 0 or MESH_EINVAL when it
+//  is missing (and `required`) or not a string.
+static int
+s_field_str (const msgpack_object *body, const char *name, bool required, s_str_t *value,
+             char *message, size_t message_size)
+{
+    memset (value, 0, sizeof *value);
+    const msgpack_object *object = body && body->type == MSGPACK_OBJECT_MAP
+                                       ? s_lookup (body, name) : NULL;
+    if (!object) {
+        if (!required)
+            return 0;
+        snprintf (message, message_size, "field '%s' is required", name);
+        return MESH_EINVAL;
+    }
+    if (object->type != MSGPACK_OBJECT_STR) {
+        snprintf (message, message_size, "field '%s' must be a string", name);
+        return MESH_EINVAL;
+    }
+    value->present = true;
+    value->ptr = object->via.str.ptr;
+    value->len = object->via.str.size;
+    return 0;
+}
+
+//  A use case's result code as the codec's, with the message it deserves.
+static int
+s_app_error (int rc, const char *field, const char *why, char *message, size_t message_size)
+{
+    switch (rc) {
+    case MESH_EINVAL:
+        snprintf (message, message_size, "field '%s': %s", field ? field : "body",
+                  why ? why : "is not valid");
+        return rc;
+    case MESH_ENOTFOUND:
+        snprintf (message, message_size, "user not found");
+        return rc;
+    case MESH_ECONFLICT:
+        snprintf (message, message_size, "a user with this email already exists");
+        return rc;
+    case MESH_EUNAVAIL:
+        snprintf (message, message_size, "database unavailable");
+        return rc;
+    default:
+        snprintf (message, message_size, "internal error: %s", mesh_strerror (rc));
+        return rc;
+    }
+}
+
+void
+user_codec_pack_user (msgpack_packer *packer, const user_t *user)
+{
+    char created[USER_TIME_SIZE] = "";
+    char updated[USER_TIME_SIZE] = "";
+    //  A user_t holds only times in range (user_new checks), so these succeed
+    user_format_time (user_created_at_us (user), created, sizeof created);
+    user_format_time (user_updated_at_us (user), updated, sizeof updated);
+    msgpack_pack_map (packer, 5);
+    mesh_pack_cstr (packer, "id");
+    mesh_pack_cstr (packer, user_id (user));
+    mesh_pack_cstr (packer, "name");
+    mesh_pack_cstr (packer, user_name (user));
+    mesh_pack_cstr (packer, "email");
+    mesh_pack_cstr (packer, user_email (user));
+    mesh_pack_cstr (packer, "created_at");
+    mesh_pack_cstr (packer, created);
+    mesh_pack_cstr (packer, "updated_at");
+    mesh_pack_cstr (packer, updated);
+}
+
+//  Pack *user_p and destroy it; or report rc.
+static int
+s_reply_user (int rc, user_t **user_p, const char *field, const char *why,
+              msgpack_packer *reply, char *message, size_t message_size)
+{
+    if (rc)
+        return s_app_error (rc, field, why, message, message_size);
+    user_codec_pack_user (reply, *user_p);
+    user_destroy (user_p);
+    return 0;
+}
+
+int
+user_codec_create (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
+                   char *message, size_t message_size)
+{
+    message[0] = '\0';
+    s_str_t name, email;
+    int rc = s_need_map (body, false, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "name", true, &name, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "email", true, &email, message, message_size);
+    if (rc)
+        return rc;
+    user_t *user = NULL;
+    const char *field = NULL, *why = NULL;
+    rc = user_app_create (app, name.ptr, name.len, email.ptr, email.len, &user, &field, &why);
+    return s_reply_user (rc, &user, field, why, reply, message, message_size);
+}
+
+int
+user_codec_get (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
+                char *message, size_t message_size)
+{
+    message[0] = '\0';
+    s_str_t id;
+    int rc = s_need_map (body, false, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "id", true, &id, message, message_size);
+    if (rc)
+        return rc;
+    user_t *user = NULL;
+    const char *field = NULL, *why = NULL;
+    rc = user_app_get (app, id.ptr, id.len, &user, &field, &why);
+    return s_reply_user (rc, &user, field, why, reply, message, message_size);
+}
+
+int
+user_codec_list (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
+                 char *message, size_t message_size)
+{
+    message[0] = '\0';
+    s_str_t after;
+    int rc = s_need_map (body, true, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "after", false, &after, message, message_size);
+    if (rc)
+        return rc;
+    int64_t limit = 0;
+    bool has_limit = false;
+    const msgpack_object *object = body && body->type == MSGPACK_OBJECT_MAP
+                                       ? s_lookup (body, "limit") : NULL;
+    if (object) {
+        if (object->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            //  Too big for int64: still out of range for the use case
+            limit = object->via.u64 > (uint64_t) INT64_MAX ? INT64_MAX
+                                                           : (int64_t) object->via.u64;
+        else if (object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            limit = object->via.i64;
+        else {
+            snprintf (message, message_size, "field 'limit' must be an integer");
+            return MESH_EINVAL;
+        }
+        has_limit = true;
+    }
+    user_page_t *page = NULL;
+    const char *field = NULL, *why = NULL;
+    rc = user_app_list (app, after.present ? after.ptr : NULL, after.len,
+                        has_limit ? &limit : NULL, &page, &field, &why);
+    if (rc)
+        return s_app_error (rc, field, why, message, message_size);
+    size_t count = user_page_count (page);
+    msgpack_pack_map (reply, 2);
+    mesh_pack_cstr (reply, "items");
+    msgpack_pack_array (reply, count);
+    for (size_t index = 0; index < count; index++)
+        user_codec_pack_user (reply, user_page_item (page, index));
+    mesh_pack_cstr (reply, "next");
+    const char *next = user_page_next (page);
+    if (next)
+        mesh_pack_cstr (reply, next);
+    else
+        msgpack_pack_nil (reply);
+    user_page_destroy (&page);
+    return 0;
+}
+
+int
+user_codec_update (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
+                   char *message, size_t message_size)
+{
+    message[0] = '\0';
+    s_str_t id, name, email;
+    int rc = s_need_map (body, false, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "id", true, &id, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "name", false, &name, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "email", false, &email, message, message_size);
+    if (rc)
+        return rc;
+    user_t *user = NULL;
+    const char *field = NULL, *why = NULL;
+    rc = user_app_update (app, id.ptr, id.len, name.present ? name.ptr : NULL, name.len,
+                          email.present ? email.ptr : NULL, email.len, &user, &field, &why);
+    return s_reply_user (rc, &user, field, why, reply, message, message_size);
+}
+
+int
+user_codec_delete (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
+                   char *message, size_t message_size)
+{
+    message[0] = '\0';
+    s_str_t id;
+    int rc = s_need_map (body, false, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "id", true, &id, message, message_size);
+    if (rc)
+        return rc;
+    const char *field = NULL, *why = NULL;
+    rc = user_app_delete (app, id.ptr, id.len, &field, &why);
+    if (rc)
+        return s_app_error (rc, field, why, message, message_size);
+    msgpack_pack_map (reply, 0);
+    return 0;
+}

@@ -1,0 +1,45 @@
+/*  =========================================================================
+    user_codec - MessagePack bodies of the user service <-> user_app calls
+    One function per method of DESIGN.md's `user` service: it reads the
+    request body (a map; unknown keys are ignored, nil counts as absent for
+    optional fields), calls the use case, and packs the reply body. A user
+    goes out as {id, name, email, created_at, updated_at} with RFC 3339 UTC
+    strings (user_format_time); a page as {items: [user...], next: str|nil}.
+    Returns 0 with exactly one object packed, or a MESH_E* code with a
+    message for the caller and nothing packed: MESH_EINVAL names the field
+    ("field 'email' must be a string"), MESH_ENOTFOUND, MESH_ECONFLICT,
+    MESH_EUNAVAIL and MESH_EIO come from the use case. The worker maps the
+    codes to envelope error codes. Thread: as the app (one per thread).
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#ifndef USER_CODEC_H_INCLUDED
+#define USER_CODEC_H_INCLUDED
+
+#include "user.h"
+#include "user_app.h"
+
+#include <msgpack.h>
+#include <stddef.h>
+
+//  Signature shared by the method functions below. `body` may be NULL
+//  (request without a body). `message` (message_size bytes, at least 1)
+//  is always NUL-terminated; empty on success.
+typedef int (user_codec_fn) (user_app_t *app, const msgpack_object *body,
+                             msgpack_packer *reply, char *message, size_t message_size);
+
+//  user.create {name, email} -> the user
+user_codec_fn user_codec_create;
+//  user.get {id} -> the user
+user_codec_fn user_codec_get;
+//  user.list {limit?, after?} (body may be nil) -> {items, next}
+user_codec_fn user_codec_list;
+//  user.update {id, name?, email?} -> the user
+user_codec_fn user_codec_update;
+//  user.delete {id} -> {}
+user_codec_fn user_codec_delete;
+
+//  Pack one user as a 5-entry map.
+void
+    user_codec_pack_user (msgpack_packer *packer, const user_t *user);
+
+#endif

@@ -1,0 +1,276 @@
+/*  =========================================================================
+    mesh-user - composition root: settings, logging, schema, worker threads
+    Start-up: migrate the schema on one connection (exit 1 if that fails),
+    then MESH_USER_WORKERS threads, each with its own PostgreSQL connection
+    (user_repo_pg), use cases (user_app) and MDP worker of service `user`.
+    SIGTERM/SIGINT are blocked in every thread and taken by sigwait on the
+    main thread, which stops the workers (each sends DISCONNECT), joins
+    them and exits 0. Admin HTTP: /healthz, /ready (once the workers run),
+    /metrics.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "user_app.h"
+#include "user_repo_pg.h"
+#include "user_schema.h"
+#include "user_worker.h"
+
+#include "mesh/mesh_admin.h"
+#include "mesh/mesh_alloc.h"
+#include "mesh/mesh_cfg.h"
+#include "mesh/mesh_err.h"
+#include "mesh/mesh_log.h"
+#include "mesh/mesh_metrics.h"
+#include "mesh/mesh_worker.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <zmq.h>
+
+static const mesh_cfg_option_t s_options[] = {
+    { "broker", "MESH_BROKER", "tcp://127.0.0.1:5555", "broker endpoint" },
+    { "database-url", "DATABASE_URL", NULL,
+      "PostgreSQL conninfo or postgresql:// URL (required; never logged)" },
+    { "workers", "MESH_USER_WORKERS", "4",
+      "worker threads, each with its own database connection" },
+    //  1: the handler is synchronous (one blocking database round trip per
+    //  request), so a request held behind another on the same thread would
+    //  wait for it while another worker may be idle. More threads, not more
+    //  credit, is how this version scales.
+    { "credit", NULL, "1", "requests each worker holds at once (handler is synchronous)" },
+    { "admin", "MESH_ADMIN_ADDR", "127.0.0.1:0",
+      "admin HTTP host:port for /healthz /ready /metrics (port 0: pick one)" },
+    { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval in milliseconds" },
+    { "liveness", "MESH_LIVENESS", "3", "missed heartbeats before reconnecting" },
+    MESH_CFG_LOG_OPTIONS,
+};
+
+//  One worker thread and what it owns.
+typedef struct {
+    user_repo_t *repo;          //  Its own connection
+    user_app_t *app;
+    user_worker_t *handler;
+    mesh_worker_t *worker;
+    pthread_t thread;
+    bool started;
+} s_thread_t;
+
+//  Random (version 4) UUID from getrandom.
+static void
+s_make_id (void *arg, char out[USER_ID_SIZE])
+{
+    (void) arg;
+    unsigned char bytes[16];
+    size_t have = 0;
+    while (have < sizeof bytes) {
+        ssize_t got = getrandom (bytes + have, sizeof bytes - have, 0);
+        if (got > 0)
+            have += (size_t) got;
+        else if (got < 0 && errno == EINTR)
+            continue;
+        else
+            abort ();   //  No randomness: ids could collide; refuse to go on
+    }
+    bytes[6] = (unsigned char) ((bytes[6] & 0x0F) | 0x40);
+    bytes[8] = (unsigned char) ((bytes[8] & 0x3F) | 0x80);
+    snprintf (out, USER_ID_SIZE,
+              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+              bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+              bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14],
+              bytes[15]);
+}
+
+static int64_t
+s_now_us (void *arg)
+{
+    (void) arg;
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+static void *
+s_run (void *arg)
+{
+    s_thread_t *self = arg;
+    int rc = mesh_worker_run (self->worker);
+    if (rc)
+        mesh_log_kv (MESH_LOG_ERROR, "worker stopped", "error", mesh_strerror (rc), NULL);
+    return NULL;
+}
+
+//  Apply the migrations on one connection. Returns 0 or a MESH_E* code.
+static int
+s_migrate (const char *conninfo)
+{
+    PGconn *conn = PQconnectdb (conninfo);
+    if (PQstatus (conn) != CONNECTION_OK) {
+        //  libpq's message names host and port, never the password
+        char message[512];
+        snprintf (message, sizeof message, "%s", PQerrorMessage (conn));
+        message[strcspn (message, "\n")] = '\0';
+        mesh_log_kv (MESH_LOG_ERROR, "cannot connect to the database", "error", message, NULL);
+        PQfinish (conn);
+        return MESH_EUNAVAIL;
+    }
+    int applied = 0;
+    char error[512] = "";
+    int rc = user_schema_migrate (conn, &applied, error, sizeof error);
+    PQfinish (conn);
+    char count[16];
+    snprintf (count, sizeof count, "%d", applied);
+    if (rc) {
+        mesh_log_kv (MESH_LOG_ERROR, "schema migration failed", "error", error, "applied",
+                     count, NULL);
+        return rc;
+    }
+    mesh_log_kv (MESH_LOG_INFO, "schema up to date", "applied", count, NULL);
+    return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+    mesh_cfg_t *cfg = mesh_cfg_new (
+        "mesh-user", "[options]",
+        "User service of the zmesh mesh: MDP workers of service 'user' on PostgreSQL.",
+        s_options, sizeof s_options / sizeof s_options[0]);
+    int rc = mesh_cfg_parse (cfg, argc, argv);
+    if (mesh_cfg_answer_builtin (cfg, rc, stdout)) {
+        mesh_cfg_destroy (&cfg);
+        return 0;
+    }
+    long workers = 4, credit = 1, heartbeat_ms = 1000, liveness = 3;
+    if (rc == 0
+        && (mesh_cfg_get_long (cfg, "workers", 1, 256, &workers)
+            || mesh_cfg_get_long (cfg, "credit", 1, 1000, &credit)
+            || mesh_cfg_get_long (cfg, "heartbeat-ms", 10, 600000, &heartbeat_ms)
+            || mesh_cfg_get_long (cfg, "liveness", 1, 100, &liveness)))
+        rc = MESH_EINVAL;
+    const char *database_url = rc == 0 ? mesh_cfg_get (cfg, "database-url") : NULL;
+    const char *problem = NULL;
+    if (rc)
+        problem = mesh_cfg_error (cfg);
+    else if (!database_url || !*database_url)
+        problem = "--database-url (DATABASE_URL) is required";
+    else if (mesh_log_setup ("user", mesh_cfg_get (cfg, "log-level"),
+                             mesh_cfg_get (cfg, "log-format")))
+        problem = "bad --log-level or --log-format";
+    if (problem) {
+        fprintf (stderr, "mesh-user: %s\n", problem);
+        mesh_cfg_destroy (&cfg);
+        return 2;
+    }
+    mesh_cfg_log (cfg);
+
+    //  Before any thread starts, so that only sigwait below takes them
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+
+    int exit_code = 1;
+    int err = 0;
+    mesh_metrics_t *metrics = mesh_metrics_new ();
+    user_worker_metrics_t *series = user_worker_metrics_new (metrics);
+    mesh_admin_t *admin = NULL;
+    void *context = NULL;
+    s_thread_t *pool = mesh_alloc ((size_t) workers * sizeof (s_thread_t));
+    user_app_env_t env = { .make_id = s_make_id, .now_us = s_now_us, .arg = NULL };
+
+    admin = mesh_admin_new (mesh_cfg_get (cfg, "admin"), metrics, &err);
+    if (!admin) {
+        mesh_log_kv (MESH_LOG_ERROR, "cannot serve admin HTTP", "addr",
+                     mesh_cfg_get (cfg, "admin"), "error", mesh_strerror (err), NULL);
+        goto done;
+    }
+    char port[16];
+    snprintf (port, sizeof port, "%d", mesh_admin_port (admin));
+    mesh_log_kv (MESH_LOG_INFO, "admin serving", "addr", mesh_cfg_get (cfg, "admin"), "port",
+                 port, NULL);
+    if (s_migrate (database_url))
+        goto done;
+
+    context = zmq_ctx_new ();
+    if (!context) {
+        mesh_log_error ("cannot create a ZeroMQ context");
+        goto done;
+    }
+    for (long index = 0; index < workers; index++) {
+        s_thread_t *slot = &pool[index];
+        slot->repo = user_repo_pg_new (database_url, &err);
+        if (!slot->repo) {
+            mesh_log_kv (MESH_LOG_ERROR, "cannot open a database connection", "error",
+                         mesh_strerror (err), NULL);
+            goto stop;
+        }
+        slot->app = user_app_new (slot->repo, &env);
+        slot->handler = user_worker_new (slot->app, series);
+        mesh_worker_cfg_t worker_cfg = {
+            .zmq_context = context,
+            .broker = mesh_cfg_get (cfg, "broker"),
+            .service = "user",
+            .credit = (int) credit,
+            .heartbeat_ms = (int) heartbeat_ms,
+            .liveness = (int) liveness,
+            .handler = user_worker_handle,
+            .handler_arg = slot->handler,
+        };
+        slot->worker = mesh_worker_new (&worker_cfg, &err);
+        if (!slot->worker) {
+            mesh_log_kv (MESH_LOG_ERROR, "bad worker settings", "error", mesh_strerror (err),
+                         NULL);
+            goto stop;
+        }
+    }
+    for (long index = 0; index < workers; index++) {
+        if (pthread_create (&pool[index].thread, NULL, s_run, &pool[index])) {
+            mesh_log_error ("cannot start a worker thread");
+            goto stop;
+        }
+        pool[index].started = true;
+    }
+    mesh_admin_set_ready (admin, true);
+    char count[16];
+    snprintf (count, sizeof count, "%ld", workers);
+    mesh_log_kv (MESH_LOG_INFO, "user service ready", "workers", count, "broker",
+                 mesh_cfg_get (cfg, "broker"), NULL);
+
+    int signal = 0;
+    sigwait (&signals, &signal);
+    mesh_log_kv (MESH_LOG_INFO, "stopping", "signal", signal == SIGINT ? "SIGINT" : "SIGTERM",
+                 NULL);
+    exit_code = 0;
+stop:
+    mesh_admin_set_ready (admin, false);
+    for (long index = 0; index < workers; index++)
+        if (pool[index].started)
+            mesh_worker_stop (pool[index].worker);
+    for (long index = 0; index < workers; index++) {
+        s_thread_t *slot = &pool[index];
+        if (slot->started)
+            pthread_join (slot->thread, NULL);
+        mesh_worker_destroy (&slot->worker);
+        user_worker_destroy (&slot->handler);
+        user_app_destroy (&slot->app);
+        user_repo_destroy (&slot->repo);
+    }
+    if (exit_code == 0)
+        mesh_log_kv (MESH_LOG_INFO, "user service stopped", NULL);
+done:
+    free (pool);
+    if (context)
+        zmq_ctx_term (context);
+    mesh_admin_destroy (&admin);
+    user_worker_metrics_destroy (&series);
+    mesh_metrics_destroy (&metrics);
+    mesh_cfg_destroy (&cfg);
+    return exit_code;
+}
