@@ -16,7 +16,6 @@
 #include "mesh_test.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,28 +60,14 @@ static s_raw_worker_t s_worker;
 static void *s_clients[S_CLIENTS];
 static void *s_spare[3];            //  Workers with a bad credit
 
-//  Start s_broker on fresh ports. A port mesh_test_free_port found free a
-//  moment ago can be taken by another process before the broker binds it
-//  (seen with test binaries running concurrently), so try again then.
-static bool
-s_broker_start (int heartbeat_ms, const char *const *extra)
-{
-    for (int attempt = 0; attempt < 3; attempt++) {
-        memset (&s_broker, 0, sizeof s_broker);
-        if (mesh_test_broker_start (&s_broker, heartbeat_ms, extra))
-            return true;
-        mesh_proc_destroy (&s_broker.proc);     //  Not _stop: it expects exit 0
-    }
-    return false;
-}
-
 static void
 s_setup (void)
 {
     memset (&s_worker, 0, sizeof s_worker);
     memset (s_clients, 0, sizeof s_clients);
     memset (s_spare, 0, sizeof s_spare);
-    cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
+    memset (&s_broker, 0, sizeof s_broker);
+    cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "broker did not start");
     s_context = zmq_ctx_new ();
     cr_assert_not_null (s_context);
 }
@@ -252,42 +237,22 @@ s_client_send (int index, uint64_t deadline_ms)
 {
     char id[32];
     snprintf (id, sizeof id, "client-%02d", index);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    mesh_request_head_t head = { .id = id, .method = "echo", .deadline_ms = deadline_ms };
-    mesh_envelope_pack_request_head (&packer, &head);
-    msgpack_pack_nil (&packer);
-    const void *parts[] = { "", MDP_CLIENT, S_SERVICE, buffer.data };
-    size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen (S_SERVICE), buffer.size };
-    cr_assert_eq (mdp_send_parts (s_clients[index], 0, 4, parts, sizes), 0);
-    msgpack_sbuffer_destroy (&buffer);
+    mesh_test_send_request (s_clients[index], S_SERVICE, id, "echo", deadline_ms);
 }
 
 //  Read one reply waiting on client `index` into *outcome.
 static void
 s_client_take (int index, s_outcome_t *outcome)
 {
-    mdp_frames_t frames;
-    cr_assert_eq (mdp_frames_recv (&frames, s_clients[index], ZMQ_DONTWAIT), 0);
     cr_assert_not (outcome->got, "client %d got a second reply", index);
+    mesh_test_reply_t reply;
+    cr_assert (mesh_test_recv_reply (s_clients[index], 0, &reply));
+    cr_assert_str_eq (reply.service, S_SERVICE);
     outcome->got = true;
-    outcome->at_mono_ms = mesh_mono_ms ();
-    outcome->at_wall_ms = mesh_wall_ms ();
-    cr_assert_eq (frames.count, 4, "client %d: reply has %d frames", index, frames.count);
-    cr_assert (mdp_frame_eq (&frames.frame[1], MDP_CLIENT));
-    cr_assert (mdp_frame_eq (&frames.frame[2], S_SERVICE));
-    mesh_envelope_decoder_t *decoder = mesh_envelope_decoder_new (0);
-    mesh_envelope_t envelope;
-    cr_assert_eq (mesh_envelope_decode (decoder, zmq_msg_data (&frames.frame[3]),
-                                        zmq_msg_size (&frames.frame[3]), MESH_ENVELOPE_REPLY,
-                                        &envelope),
-                  0, "client %d: reply is not an envelope", index);
-    snprintf (outcome->id, sizeof outcome->id, "%.*s", (int) envelope.id.len, envelope.id.ptr);
-    outcome->code = envelope.code;
-    mesh_envelope_decoder_destroy (&decoder);
-    mdp_frames_close (&frames);
+    outcome->at_mono_ms = reply.at_mono_ms;
+    outcome->at_wall_ms = reply.at_wall_ms;
+    snprintf (outcome->id, sizeof outcome->id, "%s", reply.id);
+    outcome->code = reply.code;
 }
 
 //  Collect client replies until every client has one or `until_ms`
@@ -346,40 +311,6 @@ s_fill (int timeout_ms)
     cr_assert_eq (s_worker.received, S_CREDIT, "worker received %d of its credit %d",
                   s_worker.received, S_CREDIT);
     return deadline_ms;
-}
-
-//  GET http://admin/metrics (fresh string; caller frees) or NULL.
-static size_t
-s_curl_write (char *data, size_t size, size_t count, void *arg)
-{
-    msgpack_sbuffer_write (arg, data, size * count);
-    return size * count;
-}
-
-static char *
-s_get_metrics (void)
-{
-    char url[128];
-    snprintf (url, sizeof url, "http://%s/metrics", s_broker.admin);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    CURL *curl = curl_easy_init ();
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_curl_write);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &buffer);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 5000L);
-    long status = 0;
-    CURLcode rc = curl_easy_perform (curl);
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup (curl);
-    char *text = NULL;
-    if (rc == CURLE_OK && status == 200) {
-        text = malloc (buffer.size + 1);
-        memcpy (text, buffer.data, buffer.size);
-        text[buffer.size] = '\0';
-    }
-    msgpack_sbuffer_destroy (&buffer);
-    return text;
 }
 
 //  --------------------------------------------------------------------------
@@ -527,13 +458,9 @@ Test (broker_credit, ready_with_bad_credit_gets_disconnect_and_broker_keeps_serv
     cr_assert_eq (outcome.code, MESH_CODE_OK);
 
     //  And counted each refusal
-    curl_global_init (CURL_GLOBAL_DEFAULT);
-    char *metrics = s_get_metrics ();
+    char *metrics = mesh_test_broker_metrics (&s_broker);
     cr_assert_not_null (metrics, "GET /metrics failed");
-    const char *line = strstr (metrics, "mesh_broker_malformed_total{reason=\"credit\"} ");
-    cr_assert_not_null (line, "no credit refusals counted");
-    double count = strtod (line + strlen ("mesh_broker_malformed_total{reason=\"credit\"} "), NULL);
+    double count = mesh_test_metric (metrics, "mesh_broker_malformed_total", "reason=\"credit\"");
     cr_assert_geq (count, 3.0, "counted %g credit refusals", count);
     free (metrics);
-    curl_global_cleanup ();
 }

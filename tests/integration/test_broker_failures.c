@@ -16,7 +16,6 @@
 #include "mesh_test.h"
 
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,7 +37,7 @@ static mesh_test_broker_t s_broker;
 static mesh_client_t *s_client;
 static mesh_proc_t *s_workers[3];
 static pid_t s_holder;              //  Forked raw worker, or 0
-static void *s_context;             //  For raw sockets
+static mesh_test_sockets_t *s_sockets;  //  For raw sockets
 static void *s_dealer;              //  A raw client socket
 
 static void
@@ -48,7 +47,7 @@ s_setup (void)
     s_client = NULL;
     memset (s_workers, 0, sizeof s_workers);
     s_holder = 0;
-    s_context = NULL;
+    s_sockets = NULL;
     s_dealer = NULL;
 }
 
@@ -60,12 +59,7 @@ s_teardown (void)
         waitpid (s_holder, NULL, 0);
         s_holder = 0;
     }
-    if (s_dealer)
-        zmq_close (s_dealer);
-    s_dealer = NULL;
-    if (s_context)
-        zmq_ctx_term (s_context);
-    s_context = NULL;
+    mesh_test_sockets_destroy (&s_sockets);
     mesh_client_destroy (&s_client);
     for (int index = 0; index < 3; index++)
         mesh_proc_destroy (&s_workers[index]);
@@ -77,125 +71,27 @@ TestSuite (broker_failures, .init = s_setup, .fini = s_teardown, .timeout = 120.
 //  --------------------------------------------------------------------------
 //  Helpers
 
-//  Start s_broker on fresh ports. A port mesh_test_free_port found free a
-//  moment ago can be taken by another process before the broker binds it
-//  (seen with test binaries running concurrently), so try again then.
+//  Start s_broker on fresh ports.
 static bool
 s_broker_start (int heartbeat_ms, const char *const *extra)
 {
-    for (int attempt = 0; attempt < 3; attempt++) {
-        memset (&s_broker, 0, sizeof s_broker);
-        if (mesh_test_broker_start (&s_broker, heartbeat_ms, extra))
-            return true;
-        mesh_proc_destroy (&s_broker.proc);     //  Not _stop: it expects exit 0
-    }
-    return false;
-}
-
-//  Pack {"ms": ms} (the echo worker's sleep body) into *buffer.
-static void
-s_pack_ms (msgpack_sbuffer *buffer, uint32_t ms)
-{
-    msgpack_sbuffer_init (buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
-    mesh_pack_cstr (&packer, "ms");
-    msgpack_pack_uint32 (&packer, ms);
-}
-
-//  What mmi.services says about one service.
-typedef struct {
-    bool found;
-    uint64_t workers;
-    uint64_t queued;
-    uint64_t in_flight;
-} s_state_t;
-
-//  Unsigned field `name` of msgpack map `map`, or 0.
-static uint64_t
-s_map_u64 (const msgpack_object *map, const char *name)
-{
-    for (uint32_t index = 0; map->type == MSGPACK_OBJECT_MAP && index < map->via.map.size;
-         index++) {
-        const msgpack_object_kv *pair = &map->via.map.ptr[index];
-        if (pair->key.type == MSGPACK_OBJECT_STR && pair->key.via.str.size == strlen (name)
-            && memcmp (pair->key.via.str.ptr, name, strlen (name)) == 0
-            && pair->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return pair->val.via.u64;
-    }
-    return 0;
-}
-
-//  Ask mmi.services (bounded by timeout_ms) for `service`'s counters.
-//  Returns false when the broker did not answer.
-static bool
-s_service_state (const char *endpoint, const char *service, s_state_t *state, int timeout_ms)
-{
-    memset (state, 0, sizeof *state);
-    void *context = zmq_ctx_new ();
-    void *dealer = zmq_socket (context, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
-    bool answered = false;
-    if (zmq_connect (dealer, endpoint) == 0) {
-        const void *parts[] = { "", MDP_CLIENT, "mmi.services", "" };
-        size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen ("mmi.services"), 0 };
-        mdp_send_parts (dealer, 0, 4, parts, sizes);
-        zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
-        mdp_frames_t frames;
-        if (zmq_poll (&item, 1, timeout_ms) == 1 && mdp_frames_recv (&frames, dealer, 0) == 0) {
-            msgpack_unpacked unpacked;
-            msgpack_unpacked_init (&unpacked);
-            if (frames.count == 4
-                && msgpack_unpack_next (&unpacked, zmq_msg_data (&frames.frame[3]),
-                                        zmq_msg_size (&frames.frame[3]), NULL)
-                       == MSGPACK_UNPACK_SUCCESS
-                && unpacked.data.type == MSGPACK_OBJECT_MAP && unpacked.data.via.map.size == 1) {
-                answered = true;
-                msgpack_object list = unpacked.data.via.map.ptr[0].val;
-                for (uint32_t index = 0;
-                     list.type == MSGPACK_OBJECT_ARRAY && index < list.via.array.size; index++) {
-                    const msgpack_object *entry = &list.via.array.ptr[index];
-                    for (uint32_t field = 0;
-                         entry->type == MSGPACK_OBJECT_MAP && field < entry->via.map.size;
-                         field++) {
-                        const msgpack_object_kv *pair = &entry->via.map.ptr[field];
-                        if (pair->key.type == MSGPACK_OBJECT_STR && pair->key.via.str.size == 4
-                            && memcmp (pair->key.via.str.ptr, "name", 4) == 0
-                            && pair->val.type == MSGPACK_OBJECT_STR
-                            && pair->val.via.str.size == strlen (service)
-                            && memcmp (pair->val.via.str.ptr, service, strlen (service)) == 0) {
-                            state->found = true;
-                            state->workers = s_map_u64 (entry, "workers");
-                            state->queued = s_map_u64 (entry, "queued");
-                            state->in_flight = s_map_u64 (entry, "in_flight");
-                        }
-                    }
-                }
-            }
-            msgpack_unpacked_destroy (&unpacked);
-            mdp_frames_close (&frames);
-        }
-    }
-    zmq_close (dealer);
-    zmq_ctx_term (context);
-    return answered;
+    memset (&s_broker, 0, sizeof s_broker);
+    return mesh_test_broker_start (&s_broker, heartbeat_ms, extra);
 }
 
 //  Wait until `service` shows exactly `workers` workers and `in_flight`
 //  requests held (-1: any). Returns true when it did within timeout_ms.
 static bool
 s_wait_state (const char *service, int workers, int in_flight, int queued, int timeout_ms,
-              s_state_t *last)
+              mesh_test_service_stats_t *last)
 {
     int64_t until_ms = mesh_mono_ms () + timeout_ms;
     while (true) {
-        s_state_t state;
-        if (s_service_state (s_broker.endpoint, service, &state, 500) && state.found
-            && (workers < 0 || state.workers == (uint64_t) workers)
-            && (in_flight < 0 || state.in_flight == (uint64_t) in_flight)
-            && (queued < 0 || state.queued == (uint64_t) queued)) {
+        mesh_test_service_stats_t state;
+        if (mesh_test_service_stats (s_broker.endpoint, service, &state, 500) && state.listed
+            && (workers < 0 || state.workers == (size_t) workers)
+            && (in_flight < 0 || state.in_flight == (size_t) in_flight)
+            && (queued < 0 || state.queued == (size_t) queued)) {
             if (last)
                 *last = state;
             return true;
@@ -209,77 +105,13 @@ s_wait_state (const char *service, int workers, int in_flight, int queued, int t
     }
 }
 
-//  A raw DEALER client to the broker (on s_context).
+//  A raw DEALER client to the broker.
 static void *
 s_raw_client (void)
 {
-    if (!s_context)
-        s_context = zmq_ctx_new ();
-    void *dealer = zmq_socket (s_context, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_connect (dealer, s_broker.endpoint);   //  Failure shows at the first send
-    return dealer;
-}
-
-//  Send "", MDPC01, service, envelope{id, method, deadline_ms (0: none),
-//  body: nil} on a raw DEALER.
-static void
-s_raw_send (void *dealer, const char *service, const char *id, const char *method,
-            uint64_t deadline_ms)
-{
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    mesh_request_head_t head = { .id = id, .method = method, .deadline_ms = deadline_ms };
-    mesh_envelope_pack_request_head (&packer, &head);
-    msgpack_pack_nil (&packer);
-    const void *parts[] = { "", MDP_CLIENT, service, buffer.data };
-    size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen (service), buffer.size };
-    cr_assert_eq (mdp_send_parts (dealer, 0, 4, parts, sizes), 0);
-    msgpack_sbuffer_destroy (&buffer);
-}
-
-//  One reply as a raw client saw it.
-typedef struct {
-    char service[64];           //  Service frame of the reply
-    char id[MESH_ENVELOPE_MAX_ID + 1];
-    bool is_error;
-    mesh_code_t code;           //  MESH_CODE_OK on success
-    int64_t at_mono_ms;         //  When it arrived
-    uint64_t at_wall_ms;
-} s_outcome_t;
-
-//  Wait up to timeout_ms for one reply on a raw DEALER and decode its
-//  envelope. Returns false on timeout; asserts the reply is well formed.
-static bool
-s_raw_recv (void *dealer, int timeout_ms, s_outcome_t *outcome)
-{
-    memset (outcome, 0, sizeof *outcome);
-    zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
-    if (zmq_poll (&item, 1, timeout_ms) != 1)
-        return false;
-    outcome->at_mono_ms = mesh_mono_ms ();
-    outcome->at_wall_ms = mesh_wall_ms ();
-    mdp_frames_t frames;
-    cr_assert_eq (mdp_frames_recv (&frames, dealer, 0), 0);
-    cr_assert_eq (frames.count, 4, "reply has %d frames, want 4", frames.count);
-    cr_assert (mdp_frame_empty (&frames.frame[0]));
-    cr_assert (mdp_frame_eq (&frames.frame[1], MDP_CLIENT));
-    snprintf (outcome->service, sizeof outcome->service, "%.*s",
-              (int) zmq_msg_size (&frames.frame[2]), (const char *) zmq_msg_data (&frames.frame[2]));
-    mesh_envelope_decoder_t *decoder = mesh_envelope_decoder_new (0);
-    mesh_envelope_t envelope;
-    int rc = mesh_envelope_decode (decoder, zmq_msg_data (&frames.frame[3]),
-                                   zmq_msg_size (&frames.frame[3]), MESH_ENVELOPE_REPLY, &envelope);
-    cr_assert_eq (rc, 0, "reply is not an envelope: %s", mesh_envelope_decoder_error (decoder));
-    snprintf (outcome->id, sizeof outcome->id, "%.*s", (int) envelope.id.len, envelope.id.ptr);
-    outcome->is_error = envelope.is_error;
-    outcome->code = envelope.code;
-    mesh_envelope_decoder_destroy (&decoder);
-    mdp_frames_close (&frames);
-    return true;
+    s_sockets = mesh_test_sockets_new (5000);
+    cr_assert_not_null (s_sockets);
+    return mesh_test_sockets_open (s_sockets, ZMQ_DEALER, s_broker.endpoint);
 }
 
 //  A worker in a child process on a raw DEALER: READY, then heartbeats
@@ -349,71 +181,6 @@ s_assert_whoami (const char *who, int attempt)
                (int) reply.body->via.str.size, reply.body->via.str.ptr, who);
 }
 
-//  GET http://admin/metrics into a fresh string (caller frees), or NULL.
-static size_t
-s_curl_write (char *data, size_t size, size_t count, void *arg)
-{
-    msgpack_sbuffer *buffer = arg;
-    msgpack_sbuffer_write (buffer, data, size * count);
-    return size * count;
-}
-
-static char *
-s_get_metrics (const char *admin)
-{
-    char url[128];
-    snprintf (url, sizeof url, "http://%s/metrics", admin);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    CURL *curl = curl_easy_init ();
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_curl_write);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &buffer);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 5000L);
-    long status = 0;
-    CURLcode rc = curl_easy_perform (curl);
-    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup (curl);
-    char *text = NULL;
-    if (rc == CURLE_OK && status == 200) {
-        text = malloc (buffer.size + 1);
-        memcpy (text, buffer.data, buffer.size);
-        text[buffer.size] = '\0';
-    }
-    msgpack_sbuffer_destroy (&buffer);
-    return text;
-}
-
-//  Value of the sample `name{...}` whose labels include every one of
-//  `labels` (e.g. "service=\"echo\""), or -1 when there is none.
-static double
-s_metric_value (const char *text, const char *name, const char *const *labels)
-{
-    size_t name_len = strlen (name);
-    for (const char *line = text; line && *line;) {
-        const char *end = strchr (line, '\n');
-        size_t len = end? (size_t) (end - line): strlen (line);
-        if (len > name_len && strncmp (line, name, name_len) == 0 && line[name_len] == '{') {
-            const char *close = memchr (line, '}', len);
-            bool match = close != NULL;
-            for (int index = 0; match && labels[index]; index++) {
-                size_t label_len = strlen (labels[index]);
-                const char *at = line + name_len;
-                match = false;
-                for (; at + label_len <= close; at++)
-                    if (strncmp (at, labels[index], label_len) == 0) {
-                        match = true;
-                        break;
-                    }
-            }
-            if (match)
-                return strtod (close + 1, NULL);
-        }
-        line = end? end + 1: NULL;
-    }
-    return -1;
-}
-
 //  --------------------------------------------------------------------------
 //  a. A worker dies while it holds a request
 
@@ -430,7 +197,7 @@ Test (broker_failures, sigkilled_worker_holding_a_request_is_answered_unavailabl
     s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
     cr_assert_not_null (s_client);
     msgpack_sbuffer body;
-    s_pack_ms (&body, 30000);
+    mesh_test_pack_sleep (&body, 30000);
     mesh_call_t call = { .service = "echo", .method = "sleep", .body = body.data,
                          .body_len = body.size, .timeout_ms = 20000 };
     char held_id[MESH_ENVELOPE_MAX_ID + 1];
@@ -452,9 +219,9 @@ Test (broker_failures, sigkilled_worker_holding_a_request_is_answered_unavailabl
     if (left_ms > 0)
         cr_assert_eq (mesh_client_recv (s_client, &reply, (int) left_ms), MESH_ETIMEDOUT,
                       "got %s for a request on a live worker", mesh_code_name (reply.code));
-    s_state_t state;
+    mesh_test_service_stats_t state;
     cr_assert (s_wait_state ("echo", 2, 1, 0, 2000, &state),
-               "holder dropped before the kill: workers %" PRIu64 " in_flight %" PRIu64,
+               "holder dropped before the kill: workers %zu in_flight %zu",
                state.workers, state.in_flight);
 
     int64_t kill_ms = mesh_mono_ms ();
@@ -490,7 +257,7 @@ Test (broker_failures, sigkilled_echo_worker_mid_request_then_survivor_serves_20
     cr_assert_not_null (s_client);
 
     msgpack_sbuffer body;
-    s_pack_ms (&body, 30000);
+    mesh_test_pack_sleep (&body, 30000);
     mesh_call_t call = { .service = "echo", .method = "sleep", .body = body.data,
                          .body_len = body.size, .timeout_ms = 20000 };
     char held_id[MESH_ENVELOPE_MAX_ID + 1];
@@ -636,7 +403,7 @@ Test (broker_failures, full_queue_answers_resource_exhausted_at_once)
     //  One DEALER keeps order: the sleep holds the worker, two wait, the
     //  fourth finds the queue full.
     msgpack_sbuffer body;
-    s_pack_ms (&body, 2000);
+    mesh_test_pack_sleep (&body, 2000);
     mesh_call_t hold = { .service = "echo", .method = "sleep", .body = body.data,
                          .body_len = body.size, .timeout_ms = 20000 };
     mesh_call_t echo = { .service = "echo", .method = "echo", .timeout_ms = 20000 };
@@ -655,9 +422,9 @@ Test (broker_failures, full_queue_answers_resource_exhausted_at_once)
     cr_assert_eq (reply.code, MESH_CODE_RESOURCE_EXHAUSTED, "got %s",
                   mesh_code_name (reply.code));
     cr_assert_lt (elapsed_ms, 1000, "resource_exhausted took %" PRId64 " ms", elapsed_ms);
-    s_state_t state;
+    mesh_test_service_stats_t state;
     cr_assert (s_wait_state ("echo", 1, 1, 2, 1000, &state),
-               "want 1 held and 2 queued, have %" PRIu64 " and %" PRIu64, state.in_flight,
+               "want 1 held and 2 queued, have %zu and %zu", state.in_flight,
                state.queued);
 
     //  The queue drains in order once the worker frees up
@@ -681,7 +448,7 @@ Test (broker_failures, request_expiring_in_queue_gets_deadline_exceeded_from_bro
     s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
     cr_assert_not_null (s_client);
     msgpack_sbuffer body;
-    s_pack_ms (&body, 2000);
+    mesh_test_pack_sleep (&body, 2000);
     mesh_call_t hold = { .service = "echo", .method = "sleep", .body = body.data,
                          .body_len = body.size, .timeout_ms = 20000 };
     cr_assert_eq (mesh_client_send (s_client, &hold, NULL), 0);
@@ -692,9 +459,9 @@ Test (broker_failures, request_expiring_in_queue_gets_deadline_exceeded_from_bro
     s_dealer = s_raw_client ();
     uint64_t deadline_ms = mesh_wall_ms () + 300;
     int64_t start_ms = mesh_mono_ms ();
-    s_raw_send (s_dealer, "echo", "expire-me-1", "echo", deadline_ms);
-    s_outcome_t outcome;
-    cr_assert (s_raw_recv (s_dealer, 3000, &outcome), "the broker never answered");
+    mesh_test_send_request (s_dealer, "echo", "expire-me-1", "echo", deadline_ms);
+    mesh_test_reply_t outcome;
+    cr_assert (mesh_test_recv_reply (s_dealer, 3000, &outcome), "the broker never answered");
     int64_t elapsed_ms = outcome.at_mono_ms - start_ms;
     cr_assert_str_eq (outcome.service, "echo");
     cr_assert_str_eq (outcome.id, "expire-me-1");
@@ -706,19 +473,17 @@ Test (broker_failures, request_expiring_in_queue_gets_deadline_exceeded_from_bro
     cr_assert_lt (elapsed_ms, 300 + 1000, "answered after %" PRId64 " ms", elapsed_ms);
 
     //  The worker is still there and busy: this was the queue, not it
-    s_state_t state;
-    cr_assert (s_service_state (s_broker.endpoint, "echo", &state, 2000));
+    mesh_test_service_stats_t state;
+    cr_assert (mesh_test_service_stats (s_broker.endpoint, "echo", &state, 2000));
     cr_assert_eq (state.workers, 1);
 
-    curl_global_init (CURL_GLOBAL_DEFAULT);
-    char *metrics = s_get_metrics (s_broker.admin);
+    char *metrics = mesh_test_broker_metrics (&s_broker);
     cr_assert_not_null (metrics, "GET /metrics failed");
-    const char *labels[] = { "service=\"echo\"", "outcome=\"expired\"", NULL };
-    double expired = s_metric_value (metrics, "mesh_broker_requests_total", labels);
+    double expired = mesh_test_metric (metrics, "mesh_broker_requests_total",
+                                       "service=\"echo\",outcome=\"expired\"");
     cr_assert_geq (expired, 1.0, "mesh_broker_requests_total{service=\"echo\","
                                  "outcome=\"expired\"} is %g", expired);
     free (metrics);
-    curl_global_cleanup ();
 
     //  The request that held the worker still completes
     mesh_reply_t reply;
@@ -736,9 +501,9 @@ Test (broker_failures, no_worker_unavailable_at_the_envelope_deadline)
     s_dealer = s_raw_client ();
     uint64_t deadline_ms = mesh_wall_ms () + 500;
     int64_t start_ms = mesh_mono_ms ();
-    s_raw_send (s_dealer, "nobody", "nobody-1", "anything", deadline_ms);
-    s_outcome_t outcome;
-    cr_assert (s_raw_recv (s_dealer, 3000, &outcome), "the broker never answered");
+    mesh_test_send_request (s_dealer, "nobody", "nobody-1", "anything", deadline_ms);
+    mesh_test_reply_t outcome;
+    cr_assert (mesh_test_recv_reply (s_dealer, 3000, &outcome), "the broker never answered");
     int64_t elapsed_ms = outcome.at_mono_ms - start_ms;
     cr_assert_str_eq (outcome.service, "nobody");
     cr_assert_str_eq (outcome.id, "nobody-1");
@@ -755,9 +520,9 @@ Test (broker_failures, no_worker_and_no_deadline_waits_the_default)
     s_dealer = s_raw_client ();
     uint64_t sent_wall_ms = mesh_wall_ms ();
     int64_t start_ms = mesh_mono_ms ();
-    s_raw_send (s_dealer, "nobody", "nobody-2", "anything", 0);
-    s_outcome_t outcome;
-    cr_assert (s_raw_recv (s_dealer, 3000, &outcome), "the broker never answered");
+    mesh_test_send_request (s_dealer, "nobody", "nobody-2", "anything", 0);
+    mesh_test_reply_t outcome;
+    cr_assert (mesh_test_recv_reply (s_dealer, 3000, &outcome), "the broker never answered");
     int64_t elapsed_ms = outcome.at_mono_ms - start_ms;
     cr_assert_str_eq (outcome.id, "nobody-2");
     cr_assert_eq (outcome.code, MESH_CODE_UNAVAILABLE, "got %s", mesh_code_name (outcome.code));

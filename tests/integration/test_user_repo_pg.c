@@ -9,6 +9,7 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "mesh/mesh_err.h"
+#include "mesh_test.h"
 #include "user.h"
 #include "user_app.h"
 #include "user_repo.h"
@@ -25,9 +26,7 @@
 
 #define S_T0 INT64_C (1764077611123456) //  2025-11-25T13:33:31.123456Z
 
-static char s_schema[64];     //  This test's schema, "" when none
-static char s_conninfo[1024]; //  DATABASE_URL with search_path set to it
-static PGconn *s_admin;       //  Creates and drops the schema; inspects tables
+static mesh_test_pg_schema_t s_pg; //  This test's schema; its admin inspects tables
 
 //  Skip the test when there is no database to test against.
 static void
@@ -39,69 +38,22 @@ s_need_database (void)
 }
 
 static void
-s_exec_ok (PGconn *conn, const char *sql)
-{
-    PGresult *result = PQexec (conn, sql);
-    ExecStatusType status = PQresultStatus (result);
-    cr_assert (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK, "%s: %s", sql,
-               PQerrorMessage (conn));
-    PQclear (result);
-}
-
-//  One integer from a one-row, one-column query with at most one parameter.
-static long
-s_query_long (const char *sql, const char *param)
-{
-    const char *params[1] = {param};
-    PGresult *result = PQexecParams (s_admin, sql, param ? 1 : 0, NULL, params, NULL, NULL, 0);
-    cr_assert_eq (PQresultStatus (result), PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQerrorMessage (s_admin));
-    cr_assert_eq (PQntuples (result), 1, "%s", sql);
-    long value = strtol (PQgetvalue (result, 0, 0), NULL, 10);
-    PQclear (result);
-    return value;
-}
-
-static void
 s_setup (void)
 {
-    s_schema[0] = '\0';
-    const char *url = getenv ("DATABASE_URL");
-    if (!url || !*url)
+    if (!mesh_test_pg_schema_new (&s_pg, "test_user_repo_pg"))
         return; //  The test itself skips
-    static int counter;
-    snprintf (s_schema, sizeof s_schema, "test_user_repo_pg_%ld_%d", (long)getpid (), ++counter);
-    //  A URL takes options as a query parameter ('=' escaped); a keyword
-    //  string as one more keyword
-    if (strstr (url, "://"))
-        snprintf (s_conninfo, sizeof s_conninfo, "%s%coptions=-csearch_path%%3D%s", url,
-                  strchr (url, '?') ? '&' : '?', s_schema);
-    else
-        snprintf (s_conninfo, sizeof s_conninfo, "%s options=-csearch_path=%s", url, s_schema);
-    s_admin = PQconnectdb (url);
-    cr_assert_eq (PQstatus (s_admin), CONNECTION_OK, "%s", PQerrorMessage (s_admin));
-    s_exec_ok (s_admin, "SET client_min_messages = warning");
     char sql[160];
-    snprintf (sql, sizeof sql, "CREATE SCHEMA %s", s_schema);
-    s_exec_ok (s_admin, sql);
-    snprintf (sql, sizeof sql, "SET search_path TO %s", s_schema);
-    s_exec_ok (s_admin, sql);
+    snprintf (sql, sizeof sql, "SET search_path TO %s", s_pg.name);
+    mesh_test_pg_exec (s_pg.admin, sql);
     char error[256] = "";
-    int rc = user_schema_migrate (s_admin, NULL, error, sizeof error);
+    int rc = user_schema_migrate (s_pg.admin, NULL, error, sizeof error);
     cr_assert_eq (rc, 0, "migrate: %s", error);
 }
 
 static void
 s_teardown (void)
 {
-    if (s_admin && *s_schema) {
-        char sql[160];
-        snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s_schema);
-        PGresult *result = PQexec (s_admin, sql);
-        PQclear (result);
-    }
-    PQfinish (s_admin);
-    s_admin = NULL;
+    mesh_test_pg_schema_drop (&s_pg);
 }
 
 TestSuite (user_repo_pg, .init = s_setup, .fini = s_teardown, .timeout = 60.);
@@ -111,7 +63,7 @@ static user_repo_t *
 s_repo (void)
 {
     int err = 1;
-    user_repo_t *repo = user_repo_pg_new (s_conninfo, &err);
+    user_repo_t *repo = user_repo_pg_new (s_pg.conninfo, &err);
     cr_assert_not_null (repo, "user_repo_pg_new: %s", mesh_strerror (err));
     cr_assert_eq (err, 0);
     return repo;
@@ -183,12 +135,12 @@ static void
 s_assert_outbox (const char *event_id, const char *type, const user_t *user, int64_t time_us)
 {
     const char *params[1] = {event_id};
-    PGresult *result = PQexecParams (s_admin,
+    PGresult *result = PQexecParams (s_pg.admin,
                                      "SELECT type, subject::text, data, trace, seq,"
                                      " (extract(epoch FROM created_at) * 1000000)::int8"
                                      " FROM outbox WHERE event_id = $1::uuid",
                                      1, NULL, params, NULL, NULL, 1); //  Binary results
-    cr_assert_eq (PQresultStatus (result), PGRES_TUPLES_OK, "%s", PQerrorMessage (s_admin));
+    cr_assert_eq (PQresultStatus (result), PGRES_TUPLES_OK, "%s", PQerrorMessage (s_pg.admin));
     cr_assert_eq (PQntuples (result), 1, "event %s is not in the outbox", event_id);
     cr_assert_eq (PQgetlength (result, 0, 0), (int)strlen (type));
     cr_assert (memcmp (PQgetvalue (result, 0, 0), type, strlen (type)) == 0);
@@ -251,7 +203,7 @@ Test (user_repo_pg, insert_then_find_round_trips_every_field)
         user_destroy (&found);
     }
     //  Stored as timestamptz, readable by SQL
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM users WHERE created_at ="
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM users WHERE created_at ="
                                 " '2025-11-25T13:33:31.123456Z'",
                                 NULL),
                   1);
@@ -275,7 +227,7 @@ Test (user_repo_pg, insert_writes_its_outbox_row)
     user_event_t event = s_event (USER_EVENT_CREATED, 1, user, event_id);
     event.time_us = S_T0 + 7;
     cr_assert_eq (user_repo_insert (repo, user, &event), 0);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox", NULL), 1);
     s_assert_outbox (event_id, USER_EVENT_CREATED, user, S_T0 + 7);
     user_destroy (&user);
     user_repo_destroy (&repo);
@@ -295,14 +247,14 @@ Test (user_repo_pg, duplicate_email_or_id_conflicts_and_writes_nothing)
     cr_assert_eq (user_repo_insert (repo, first, &event1), 0);
     cr_assert_eq (user_repo_insert (repo, second, &event2), MESH_ECONFLICT);
     cr_assert_eq (user_repo_insert (repo, again, &event3), MESH_ECONFLICT);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 1);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 1);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox WHERE event_id = $1::uuid", id2), 0);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM users", NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox", NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox WHERE event_id = $1::uuid", id2), 0);
     //  The same event id twice is a conflict too, and stores no user
     user_t *third = s_user (3, "Third", "third@example.com", S_T0, S_T0);
     user_event_t event4 = s_event (USER_EVENT_CREATED, 1, third, id3);
     cr_assert_eq (user_repo_insert (repo, third, &event4), MESH_ECONFLICT);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM users", NULL), 1);
     //  The adapter is still usable after the failures
     user_t *found = NULL;
     cr_assert_eq (user_repo_find (repo, user_id (first), &found), 0);
@@ -350,7 +302,7 @@ Test (user_repo_pg, update_changes_the_row_and_writes_an_event)
     user_t *ghost = s_user (9, "Ghost", "ghost@example.com", S_T0, S_T0);
     event = s_event (USER_EVENT_UPDATED, 5, ghost, ids[4]);
     cr_assert_eq (user_repo_update (repo, ghost, &event), MESH_ENOTFOUND);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 3);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox", NULL), 3);
 
     user_destroy (&ada);
     user_destroy (&bob);
@@ -377,8 +329,8 @@ Test (user_repo_pg, remove_deletes_and_writes_an_event)
     cr_assert_eq (user_repo_find (repo, user_id (ada), &found), MESH_ENOTFOUND);
     event = s_event (USER_EVENT_DELETED, 3, ada, ids[2]);
     cr_assert_eq (user_repo_remove (repo, user_id (ada), &event), MESH_ENOTFOUND);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 2);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 0);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox", NULL), 2);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM users", NULL), 0);
     user_destroy (&ada);
     user_repo_destroy (&repo);
 }
@@ -465,7 +417,7 @@ Test (user_repo_pg, sql_injection_strings_are_stored_verbatim)
         s_assert_outbox (event_id, USER_EVENT_CREATED, user, S_T0);
         user_destroy (&user);
     }
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM users", NULL), 3);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM users", NULL), 3);
     user_repo_destroy (&repo);
 }
 
@@ -478,18 +430,18 @@ Test (user_repo_pg, new_reports_unreachable_server_and_missing_schema)
     cr_assert_eq (err, MESH_EUNAVAIL);
     //  A schema without the tables: the statements cannot be prepared
     char sql[160];
-    snprintf (sql, sizeof sql, "CREATE SCHEMA %s_empty", s_schema);
-    s_exec_ok (s_admin, sql);
+    snprintf (sql, sizeof sql, "CREATE SCHEMA %s_empty", s_pg.name);
+    mesh_test_pg_exec (s_pg.admin, sql);
     char conninfo[1100];
     const char *url = getenv ("DATABASE_URL");
     if (strstr (url, "://"))
         snprintf (conninfo, sizeof conninfo, "%s%coptions=-csearch_path%%3D%s_empty", url,
-                  strchr (url, '?') ? '&' : '?', s_schema);
+                  strchr (url, '?') ? '&' : '?', s_pg.name);
     else
-        snprintf (conninfo, sizeof conninfo, "%s options=-csearch_path=%s_empty", url, s_schema);
+        snprintf (conninfo, sizeof conninfo, "%s options=-csearch_path=%s_empty", url, s_pg.name);
     repo = user_repo_pg_new (conninfo, &err);
-    snprintf (sql, sizeof sql, "DROP SCHEMA %s_empty", s_schema);
-    s_exec_ok (s_admin, sql);
+    snprintf (sql, sizeof sql, "DROP SCHEMA %s_empty", s_pg.name);
+    mesh_test_pg_exec (s_pg.admin, sql);
     cr_assert_null (repo);
     cr_assert_eq (err, MESH_EIO);
 }
@@ -574,8 +526,8 @@ Test (user_repo_pg, app_use_cases_end_to_end)
     cr_assert_eq (user_app_get (app, user_id (other), USER_ID_LEN, &got, &field, &why),
                   MESH_ENOTFOUND);
     //  Two creates and a delete: three events, each about its user
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox", NULL), 3);
-    cr_assert_eq (s_query_long ("SELECT count(*) FROM outbox WHERE type = 'user.deleted'"
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox", NULL), 3);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox WHERE type = 'user.deleted'"
                                 " AND subject = $1::uuid",
                                 user_id (other)),
                   1);
@@ -592,8 +544,8 @@ Test (user_repo_pg, recovers_after_its_backend_is_terminated)
     char app_name[64];
     snprintf (app_name, sizeof app_name, "repo_pg_test_%ld", (long)getpid ());
     char conninfo[1200];
-    snprintf (conninfo, sizeof conninfo, "%s%capplication_name=%s", s_conninfo,
-              strstr (s_conninfo, "://") ? '&' : ' ', app_name);
+    snprintf (conninfo, sizeof conninfo, "%s%capplication_name=%s", s_pg.conninfo,
+              strstr (s_pg.conninfo, "://") ? '&' : ' ', app_name);
     int err = 0;
     user_repo_t *repo = user_repo_pg_new (conninfo, &err);
     cr_assert_not_null (repo, "%s", mesh_strerror (err));
@@ -605,10 +557,10 @@ Test (user_repo_pg, recovers_after_its_backend_is_terminated)
     //  An administrator ends the session (SQLSTATE 57P01 on the next use);
     //  the timeout makes pg_terminate_backend wait until the backend is gone
     long pid =
-        s_query_long ("SELECT pid FROM pg_stat_activity WHERE application_name = $1", app_name);
+        mesh_test_pg_long (s_pg.admin, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", app_name);
     char pid_text[32];
     snprintf (pid_text, sizeof pid_text, "%ld", pid);
-    cr_assert_eq (s_query_long ("SELECT pg_terminate_backend($1::int, 10000)::int", pid_text), 1);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT pg_terminate_backend($1::int, 10000)::int", pid_text), 1);
     user_t *found = NULL;
     cr_assert_eq (user_repo_find (repo, user_id (ada), &found), MESH_EUNAVAIL);
     cr_assert_null (found);

@@ -6,6 +6,7 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "mesh/mesh_err.h"
+#include "mesh_test.h"
 #include "user_schema.h"
 
 #include <criterion/criterion.h>
@@ -18,8 +19,7 @@
 
 #define S_MIGRATORS 8           //  Concurrent migrators in the race test
 
-static char s_schema [64];      //  This test's schema, "" when none
-static PGconn *s_admin;         //  Creates and drops the schema
+static mesh_test_pg_schema_t s_pg;     //  This test's schema
 
 //  Skip the test when there is no database to test against.
 static const char *
@@ -29,17 +29,6 @@ s_database_url (void)
     if (!url || !*url)
         cr_skip_test ("DATABASE_URL is not set");
     return url;
-}
-
-//  Run a statement that must succeed.
-static void
-s_exec_ok (PGconn *conn, const char *sql)
-{
-    PGresult *result = PQexec (conn, sql);
-    ExecStatusType status = PQresultStatus (result);
-    cr_assert (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK, "%s: %s", sql,
-               PQerrorMessage (conn));
-    PQclear (result);
 }
 
 //  A new connection whose search_path is this test's schema. Thread-safe
@@ -53,7 +42,7 @@ s_connect (void)
         return NULL;
     }
     char sql [128];
-    snprintf (sql, sizeof sql, "SET search_path TO %s", s_schema);
+    snprintf (sql, sizeof sql, "SET search_path TO %s", s_pg.name);
     PGresult *result = PQexec (conn, sql);
     int ok = PQresultStatus (result) == PGRES_COMMAND_OK;
     PQclear (result);
@@ -64,49 +53,16 @@ s_connect (void)
     return conn;
 }
 
-//  One integer from a one-row, one-column query with at most one parameter.
-static long
-s_query_long (PGconn *conn, const char *sql, const char *param)
-{
-    const char *params [1] = { param };
-    PGresult *result = PQexecParams (conn, sql, param? 1: 0, NULL, params, NULL, NULL, 0);
-    cr_assert_eq (PQresultStatus (result), PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQerrorMessage (conn));
-    cr_assert_eq (PQntuples (result), 1, "%s", sql);
-    long value = strtol (PQgetvalue (result, 0, 0), NULL, 10);
-    PQclear (result);
-    return value;
-}
-
 static void
 s_setup (void)
 {
-    s_schema [0] = '\0';
-    const char *url = getenv ("DATABASE_URL");
-    if (!url || !*url)
-        return;                 //  The test itself skips
-    static int counter;
-    snprintf (s_schema, sizeof s_schema, "test_user_schema_%ld_%d", (long) getpid (), ++counter);
-    s_admin = PQconnectdb (url);
-    cr_assert_eq (PQstatus (s_admin), CONNECTION_OK, "%s", PQerrorMessage (s_admin));
-    //  No "drop cascades to ..." NOTICEs at teardown
-    s_exec_ok (s_admin, "SET client_min_messages = warning");
-    char sql [128];
-    snprintf (sql, sizeof sql, "CREATE SCHEMA %s", s_schema);
-    s_exec_ok (s_admin, sql);
+    mesh_test_pg_schema_new (&s_pg, "test_user_schema");   //  Without a database the test skips
 }
 
 static void
 s_teardown (void)
 {
-    if (s_admin && *s_schema) {
-        char sql [128];
-        snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s_schema);
-        PGresult *result = PQexec (s_admin, sql);
-        PQclear (result);
-    }
-    PQfinish (s_admin);         //  Accepts NULL
-    s_admin = NULL;
+    mesh_test_pg_schema_drop (&s_pg);
 }
 
 TestSuite (user_schema, .init = s_setup, .fini = s_teardown, .timeout = 60.);
@@ -124,25 +80,25 @@ Test (user_schema, fresh_schema_gets_every_migration)
     cr_assert_str_empty (error);
 
     //  Every table is there, in this test's schema
-    cr_assert_eq (s_query_long (conn,
+    cr_assert_eq (mesh_test_pg_long (conn,
                                 "SELECT count(*) FROM information_schema.tables"
                                 " WHERE table_schema = $1 AND table_name IN ('schema_migrations',"
                                 " 'users', 'outbox', 'outbox_relay', 'idempotency_keys')",
-                                s_schema),
+                                s_pg.name),
                   5);
-    cr_assert_eq (s_query_long (conn,
+    cr_assert_eq (mesh_test_pg_long (conn,
                                 "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND"
                                 " indexname IN ('users_email_lower_key', 'outbox_unpublished_idx')",
-                                s_schema),
+                                s_pg.name),
                   2);
     //  Each version recorded once, 1..latest
-    cr_assert_eq (s_query_long (conn, "SELECT count(*) FROM schema_migrations", NULL),
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM schema_migrations", NULL),
                   user_schema_latest ());
-    cr_assert_eq (s_query_long (conn, "SELECT max(version) FROM schema_migrations", NULL),
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT max(version) FROM schema_migrations", NULL),
                   user_schema_latest ());
     //  The relay starts numbering from 1
-    cr_assert_eq (s_query_long (conn, "SELECT last_seq FROM outbox_relay", NULL), 0);
-    cr_assert_eq (s_query_long (conn, "SELECT count(*) FROM outbox_relay", NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT last_seq FROM outbox_relay", NULL), 0);
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM outbox_relay", NULL), 1);
     //  Nothing left open
     cr_assert_eq (PQtransactionStatus (conn), PQTRANS_IDLE);
     PQfinish (conn);
@@ -164,7 +120,7 @@ Test (user_schema, second_run_applies_nothing)
     cr_assert_not_null (other);
     cr_assert_eq (user_schema_migrate (other, &applied, NULL, 0), 0);
     cr_assert_eq (applied, 0);
-    cr_assert_eq (s_query_long (conn, "SELECT count(*) FROM schema_migrations", NULL),
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM schema_migrations", NULL),
                   user_schema_latest ());
     PQfinish (other);
     PQfinish (conn);
@@ -217,12 +173,12 @@ Test (user_schema, concurrent_migrators_apply_once)
     cr_assert_eq (total, user_schema_latest ());
 
     PGconn *conn = migrators [0].conn;
-    cr_assert_eq (s_query_long (conn, "SELECT count(*) FROM schema_migrations", NULL),
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM schema_migrations", NULL),
                   user_schema_latest ());
-    cr_assert_eq (s_query_long (conn, "SELECT count(DISTINCT version) FROM schema_migrations",
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(DISTINCT version) FROM schema_migrations",
                                 NULL),
                   user_schema_latest ());
-    cr_assert_eq (s_query_long (conn, "SELECT count(*) FROM outbox_relay", NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM outbox_relay", NULL), 1);
     for (int index = 0; index < S_MIGRATORS; index++)
         PQfinish (migrators [index].conn);
 }
@@ -248,7 +204,7 @@ Test (user_schema, email_is_unique_case_insensitively)
     cr_assert_not_null (state);
     cr_assert_str_eq (state, "23505");
     PQclear (result);
-    cr_assert_eq (s_query_long (conn, "SELECT count(*) FROM users", NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM users", NULL), 1);
     PQfinish (conn);
 }
 
@@ -273,7 +229,7 @@ Test (user_schema, failed_migration_leaves_nothing)
     cr_assert_not_null (conn);
     //  A table in the way: migration 1's CREATE TABLE outbox fails after
     //  users was created, so the whole migration must roll back
-    s_exec_ok (conn, "CREATE TABLE outbox (x int)");
+    mesh_test_pg_exec (conn, "CREATE TABLE outbox (x int)");
     int applied = -1;
     char error [256] = "";
     int rc = user_schema_migrate (conn, &applied, error, sizeof error);
@@ -281,14 +237,14 @@ Test (user_schema, failed_migration_leaves_nothing)
     cr_assert_eq (applied, 0);
     cr_assert (strstr (error, "42P07"), "error names the SQLSTATE: %s", error);
     cr_assert_eq (PQtransactionStatus (conn), PQTRANS_IDLE, "rolled back");
-    cr_assert_eq (s_query_long (conn,
+    cr_assert_eq (mesh_test_pg_long (conn,
                                 "SELECT count(*) FROM information_schema.tables WHERE"
                                 " table_schema = $1 AND table_name IN ('users',"
                                 " 'schema_migrations')",
-                                s_schema),
+                                s_pg.name),
                   0);
     //  Once the obstacle is gone, the same connection migrates
-    s_exec_ok (conn, "DROP TABLE outbox");
+    mesh_test_pg_exec (conn, "DROP TABLE outbox");
     cr_assert_eq (user_schema_migrate (conn, &applied, error, sizeof error), 0, "%s", error);
     cr_assert_eq (applied, user_schema_latest ());
     PQfinish (conn);
@@ -299,10 +255,10 @@ Test (user_schema, refuses_to_run_inside_a_transaction)
     s_database_url ();
     PGconn *conn = s_connect ();
     cr_assert_not_null (conn);
-    s_exec_ok (conn, "BEGIN");
+    mesh_test_pg_exec (conn, "BEGIN");
     char error [256] = "";
     cr_assert_eq (user_schema_migrate (conn, NULL, error, sizeof error), MESH_EIO);
     cr_assert_str_not_empty (error);
-    s_exec_ok (conn, "ROLLBACK");
+    mesh_test_pg_exec (conn, "ROLLBACK");
     PQfinish (conn);
 }

@@ -22,43 +22,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char s_schema[64];           //  This test's schema, "" when none
-static char s_conninfo[1024];       //  DATABASE_URL with search_path set to it
-static PGconn *s_admin;             //  Creates and drops the schema
+static mesh_test_pg_schema_t s_pg;  //  This test's schema
 static mesh_test_broker_t s_broker;
 static mesh_proc_t *s_user;
 static mesh_client_t *s_client;
 static char s_admin_addr[64];       //  mesh-user's admin host:port
 
 static void
-s_exec_ok (PGconn *conn, const char *sql)
-{
-    PGresult *result = PQexec (conn, sql);
-    ExecStatusType status = PQresultStatus (result);
-    cr_assert (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK, "%s: %s", sql,
-               PQerrorMessage (conn));
-    PQclear (result);
-}
-
-static void
 s_setup (void)
 {
-    s_schema[0] = '\0';
-    const char *url = getenv ("DATABASE_URL");
-    if (!url || !*url)
+    if (!mesh_test_pg_schema_new (&s_pg, "test_user_service"))
         return;     //  The test itself skips
-    snprintf (s_schema, sizeof s_schema, "test_user_service_%ld", (long) getpid ());
-    if (strstr (url, "://"))
-        snprintf (s_conninfo, sizeof s_conninfo, "%s%coptions=-csearch_path%%3D%s", url,
-                  strchr (url, '?') ? '&' : '?', s_schema);
-    else
-        snprintf (s_conninfo, sizeof s_conninfo, "%s options=-csearch_path=%s", url, s_schema);
-    s_admin = PQconnectdb (url);
-    cr_assert_eq (PQstatus (s_admin), CONNECTION_OK, "%s", PQerrorMessage (s_admin));
-    s_exec_ok (s_admin, "SET client_min_messages = warning");
-    char sql[160];
-    snprintf (sql, sizeof sql, "CREATE SCHEMA %s", s_schema);
-    s_exec_ok (s_admin, sql);
 
     cr_assert (mesh_test_broker_start (&s_broker, 200, NULL), "broker did not start");
     char bin[1024];
@@ -66,7 +40,7 @@ s_setup (void)
     const char *argv[] = {
         mesh_test_bin ("mesh-user", bin, sizeof bin),
         "--broker", s_broker.endpoint,
-        "--database-url", s_conninfo,
+        "--database-url", s_pg.conninfo,
         "--workers", "2",
         "--heartbeat-ms", "200",
         "--admin", s_admin_addr,
@@ -86,13 +60,7 @@ s_teardown (void)
     mesh_client_destroy (&s_client);
     mesh_proc_destroy (&s_user);
     mesh_test_broker_stop (&s_broker);
-    if (s_admin && *s_schema) {
-        char sql[160];
-        snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s_schema);
-        PQclear (PQexec (s_admin, sql));
-    }
-    PQfinish (s_admin);
-    s_admin = NULL;
+    mesh_test_pg_schema_drop (&s_pg);
 }
 
 TestSuite (user_service, .init = s_setup, .fini = s_teardown, .timeout = 90.);
@@ -201,7 +169,7 @@ s_create (const char *name, const char *email, char id[64])
 
 Test (user_service, every_method_and_error)
 {
-    if (!*s_schema)
+    if (!*s_pg.name)
         cr_skip_test ("DATABASE_URL is not set");
     char text[256], id[64], id2[64], id3[64];
 

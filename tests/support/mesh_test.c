@@ -713,3 +713,71 @@ mesh_test_metric (const char *text, const char *name, const char *labels)
     }
     return sum;
 }
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_pg_exec (PGconn *conn, const char *sql)
+{
+    PGresult *result = PQexec (conn, sql);
+    ExecStatusType status = PQresultStatus (result);
+    cr_assert (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK, "%s: %s", sql,
+               PQerrorMessage (conn));
+    PQclear (result);
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_pg_schema_new (mesh_test_pg_schema_t *schema, const char *prefix)
+{
+    memset (schema, 0, sizeof *schema);
+    const char *url = getenv ("DATABASE_URL");
+    if (!url || !*url)
+        return false;
+    static int counter;
+    snprintf (schema->name, sizeof schema->name, "%s_%ld_%d", prefix, (long) getpid (),
+              ++counter);
+    //  A URL takes options as a query parameter ('=' escaped); a keyword
+    //  string as one more keyword
+    if (strstr (url, "://"))
+        snprintf (schema->conninfo, sizeof schema->conninfo, "%s%coptions=-csearch_path%%3D%s",
+                  url, strchr (url, '?')? '&': '?', schema->name);
+    else
+        snprintf (schema->conninfo, sizeof schema->conninfo, "%s options=-csearch_path=%s", url,
+                  schema->name);
+    schema->admin = PQconnectdb (url);
+    cr_assert_eq (PQstatus (schema->admin), CONNECTION_OK, "%s",
+                  PQerrorMessage (schema->admin));
+    //  No "drop cascades to ..." NOTICEs at teardown
+    mesh_test_pg_exec (schema->admin, "SET client_min_messages = warning");
+    char sql[160];
+    snprintf (sql, sizeof sql, "CREATE SCHEMA %s", schema->name);
+    mesh_test_pg_exec (schema->admin, sql);
+    return true;
+}
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_pg_schema_drop (mesh_test_pg_schema_t *schema)
+{
+    if (schema->admin && *schema->name) {
+        char sql[160];
+        snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", schema->name);
+        PQclear (PQexec (schema->admin, sql));
+    }
+    PQfinish (schema->admin);   //  Accepts NULL
+    memset (schema, 0, sizeof *schema);
+}
+
+//  --------------------------------------------------------------------------
+long
+mesh_test_pg_long (PGconn *conn, const char *sql, const char *param)
+{
+    const char *params[1] = { param };
+    PGresult *result = PQexecParams (conn, sql, param? 1: 0, NULL, params, NULL, NULL, 0);
+    cr_assert_eq (PQresultStatus (result), PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQerrorMessage (conn));
+    cr_assert_eq (PQntuples (result), 1, "%s", sql);
+    long value = strtol (PQgetvalue (result, 0, 0), NULL, 10);
+    PQclear (result);
+    return value;
+}

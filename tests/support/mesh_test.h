@@ -14,6 +14,7 @@
 
 #include "mesh/mesh_envelope.h"
 
+#include <libpq-fe.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -222,5 +223,40 @@ char *
 //  every sample of `name`. Returns -1 when no sample matches.
 double
     mesh_test_metric (const char *text, const char *name, const char *labels);
+
+//  --------------------------------------------------------------------------
+//  PostgreSQL: a fresh schema of the DATABASE_URL database per test
+
+typedef struct {
+    char name[64];              //  The schema, "" when none
+    char conninfo[1024];        //  DATABASE_URL with search_path set to it
+    PGconn *admin;              //  Creates and drops the schema (NULL when none)
+} mesh_test_pg_schema_t;
+
+//  Connect to DATABASE_URL (client_min_messages = warning) and create the
+//  schema "<prefix>_<pid>_<counter>" in *schema, with a conninfo whose
+//  options=-csearch_path=... points there (as a URL query parameter or one
+//  more keyword, as DATABASE_URL is written). Returns false, with *schema
+//  empty, when DATABASE_URL is unset or empty: the test then skips
+//  (cr_skip_test). Fails the test (cr_assert) when it cannot connect or
+//  create the schema.
+bool
+    mesh_test_pg_schema_new (mesh_test_pg_schema_t *schema, const char *prefix);
+
+//  Drop the schema (CASCADE, errors ignored) and close the connection.
+//  Safe on an empty *schema.
+void
+    mesh_test_pg_schema_drop (mesh_test_pg_schema_t *schema);
+
+//  Run a statement that must succeed (PGRES_COMMAND_OK or _TUPLES_OK);
+//  fails the test (cr_assert) otherwise.
+void
+    mesh_test_pg_exec (PGconn *conn, const char *sql);
+
+//  One integer from a one-row, one-column query with at most one text
+//  parameter (NULL: none). Fails the test (cr_assert) on an error or
+//  another number of rows.
+long
+    mesh_test_pg_long (PGconn *conn, const char *sql, const char *param);
 
 #endif
