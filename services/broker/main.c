@@ -10,6 +10,7 @@
 #include "mesh/mesh_cfg.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_signal.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -83,10 +84,7 @@ main (int argc, char **argv)
 
     //  Signals become readable on a descriptor the broker polls
     sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGINT);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);    //  Before any thread starts
+    mesh_signal_block_shutdown (&signals);     //  Before any thread starts
     int signal_fd = signalfd (-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 
     mesh_metrics_t *metrics = mesh_metrics_new ();

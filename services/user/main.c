@@ -19,6 +19,7 @@
 #include "mesh/mesh_cfg.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_signal.h"
 #include "mesh/mesh_metrics.h"
 #include "mesh/mesh_worker.h"
 
@@ -171,10 +172,7 @@ main (int argc, char **argv)
 
     //  Before any thread starts, so that only sigwait below takes them
     sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGINT);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    mesh_signal_block_shutdown (&signals);     //  Before any thread starts
 
     int exit_code = 1;
     int err = 0;

@@ -8,6 +8,7 @@
     =========================================================================  */
 #include "mesh/mesh_cfg.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_signal.h"
 #include "mesh/mesh_worker.h"
 
 #include <pthread.h>
@@ -113,10 +114,7 @@ main (int argc, char **argv)
         return 2;
     }
     sigset_t signals;
-    sigemptyset (&signals);
-    sigaddset (&signals, SIGTERM);
-    sigaddset (&signals, SIGINT);
-    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    mesh_signal_block_shutdown (&signals);     //  Before any thread starts
 
     void *context = zmq_ctx_new ();
     s_thread_t *pool = calloc ((size_t) threads, sizeof (s_thread_t));

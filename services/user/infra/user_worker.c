@@ -22,7 +22,7 @@
 //  the relay too, since a replayed create must not write a second event.
 typedef struct {
     const char *method;         //  Envelope method
-    user_codec_fn *call;        //  NULL: known but not implemented yet
+    user_codec_fn *call;        //  NULL: answered unimplemented (comes with the relay)
 } s_method_t;
 
 static const s_method_t s_methods[] = {
