@@ -131,6 +131,20 @@ s_resolve (const char *host, int port, struct sockaddr_storage *addr)
 }
 
 //  --------------------------------------------------------------------------
+//  Parse and resolve "host:port". Returns 0 or MESH_EINVAL.
+int
+mesh_resolve_host_port (const char *addr, struct sockaddr_storage *sockaddr, int *port)
+{
+    assert (addr);
+    assert (sockaddr);
+    assert (port);
+    char host[256];
+    if (mesh_parse_host_port (addr, host, sizeof host, port) != 0)
+        return MESH_EINVAL;
+    return s_resolve (host, *port, sockaddr);
+}
+
+//  --------------------------------------------------------------------------
 //  Route MHD's own messages to our log: warnings while starting (why a bind
 //  failed), debug afterwards (a misbehaving client must not flood the log).
 static void

@@ -13,6 +13,7 @@
 #include "mesh/mesh_metrics.h"
 
 #include <stdbool.h>
+#include <sys/socket.h>
 
 typedef struct mesh_admin_s mesh_admin_t;
 
@@ -39,5 +40,11 @@ void
 //  host_size) and port. Returns 0 or MESH_EINVAL. Shared with the gateway.
 int
     mesh_parse_host_port (const char *addr, char *host, size_t host_size, int *port);
+
+//  Parse "host:port" as mesh_parse_host_port does and resolve it (a numeric
+//  host, or "localhost" preferring IPv4; no DNS) into *sockaddr, *port
+//  getting the port. Returns 0 or MESH_EINVAL. Shared with the gateway.
+int
+    mesh_resolve_host_port (const char *addr, struct sockaddr_storage *sockaddr, int *port);
 
 #endif

@@ -1,0 +1,374 @@
+/*  =========================================================================
+    gateway - mesh-gateway: the loop, the sockets, readiness probes
+    The loop polls five things: MHD's epoll fd, the mesh client's DEALER,
+    the probe DEALER, the SUB socket and the signal fd. Its timeout is the
+    nearest of MHD's own timeout, the earliest mesh deadline, the next probe
+    and the next SSE ping. After each wake-up it takes every mesh outcome
+    (resuming the connections they answer), every event, then lets MHD do
+    its I/O, so a resumed connection is answered in the same turn.
+    Readiness: an mmi.service probe every probe_ms for `user` and `audit`
+    in turn. /ready is 200 when the broker answers and `user` has a worker.
+    A call to a service the last probe found without a worker, or while the
+    broker does not answer, fails at once with 503 + Retry-After instead of
+    waiting in the broker's queue until its deadline.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "gateway_internal.h"
+#include "gateway_tag.h"
+
+#include "mesh/mdp.h"
+#include "mesh/mesh_admin.h"
+#include "mesh/mesh_alloc.h"
+#include "mesh/mesh_log.h"
+#include "mesh/mesh_time.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define S_PROBE_TIMEOUT_MS 1000     //  A probe unanswered this long: broker down
+#define S_PING_MS 15000             //  SSE comment interval
+#define S_FINAL_FLUSH_MS 500        //  Bound on letting MHD flush at the very end
+
+//  --------------------------------------------------------------------------
+//  Defaults of DESIGN.md.
+gateway_cfg_t
+gateway_cfg_defaults (void)
+{
+    gateway_cfg_t cfg = {
+        .http_addr = "127.0.0.1:8080",
+        .broker = "tcp://127.0.0.1:5555",
+        .events_sub = "tcp://127.0.0.1:5557",
+        .max_connections = 512,
+        .idle_timeout_s = 15,
+        .max_body = 64 * 1024,
+        .max_header_bytes = 32 * 1024,
+        .timeout_ms = 5000,
+        .drain_ms = 10000,
+        .probe_ms = 250,
+    };
+    return cfg;
+}
+
+//  --------------------------------------------------------------------------
+//  Service name as the broker knows it.
+const char *
+gateway__service_name (gateway_service_t service)
+{
+    return service == GATEWAY_SERVICE_USER? "user": "audit";
+}
+
+//  MHD's messages go to our log at debug level: a misbehaving client must
+//  not flood it.
+static void
+    s_on_mhd_log (void *cls, const char *format, va_list args)
+    __attribute__ ((format (printf, 2, 0)));
+
+static void
+s_on_mhd_log (void *cls, const char *format, va_list args)
+{
+    (void) cls;
+    if (!mesh_log_enabled (MESH_LOG_DEBUG))
+        return;
+    char detail[512];
+    vsnprintf (detail, sizeof detail, format, args);
+    detail[strcspn (detail, "\r\n")] = '\0';
+    mesh_log_kv (MESH_LOG_DEBUG, "http server", "detail", detail, NULL);
+}
+
+//  A fresh probe DEALER: after a probe times out the old socket may still
+//  deliver its late answer, which would be taken for the next one's.
+static int
+s_probe_open (gateway_t *self)
+{
+    if (self->probe)
+        zmq_close (self->probe);
+    self->probe = zmq_socket (self->context, ZMQ_DEALER);
+    if (!self->probe)
+        return MESH_EIO;
+    int linger = 0;
+    zmq_setsockopt (self->probe, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect (self->probe, self->cfg.broker) != 0)
+        return MESH_EINVAL;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Bind the HTTP port and connect to the mesh.
+gateway_t *
+gateway_new (const gateway_cfg_t *cfg, int *err)
+{
+    assert (cfg);
+    int unused;
+    if (!err)
+        err = &unused;
+    gateway_t *self = mesh_alloc (sizeof (gateway_t));
+    self->cfg = *cfg;
+    self->registry = mesh_metrics_new ();
+    self->metrics = gateway_metrics_new (self->registry);
+    *err = MESH_EIO;
+    self->context = zmq_ctx_new ();
+    if (!self->context)
+        goto fail;
+    self->client = mesh_client_new (self->context, cfg->broker, err);
+    if (!self->client)
+        goto fail;
+    *err = s_probe_open (self);
+    if (*err)
+        goto fail;
+    self->sub = zmq_socket (self->context, ZMQ_SUB);
+    *err = MESH_EIO;
+    if (!self->sub)
+        goto fail;
+    int linger = 0;
+    zmq_setsockopt (self->sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (self->sub, ZMQ_SUBSCRIBE, "user.", 5);
+    *err = MESH_EINVAL;
+    if (zmq_connect (self->sub, cfg->events_sub) != 0)
+        goto fail;
+    self->sse = gateway_sse_new (self->client, self->metrics, cfg->timeout_ms);
+
+    struct sockaddr_storage addr;
+    int port = 0;
+    if (mesh_resolve_host_port (cfg->http_addr, &addr, &port) != 0)
+        goto fail;
+    //  No thread of MHD's own: its epoll fd joins our zmq_poll. Suspend and
+    //  resume park connections that wait for the mesh.
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_DUAL_STACK;
+    *err = MESH_EIO;
+    self->daemon = MHD_start_daemon (
+        flags, (uint16_t) port, NULL, NULL, gateway__on_access, self,
+        MHD_OPTION_EXTERNAL_LOGGER, s_on_mhd_log, self,
+        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *) &addr,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes,
+        MHD_OPTION_NOTIFY_COMPLETED, gateway__on_completed, self,
+        MHD_OPTION_END);
+    if (!self->daemon) {
+        mesh_log_kv (MESH_LOG_ERROR, "cannot serve HTTP", "addr", cfg->http_addr, "error",
+                     strerror (errno), NULL);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon,
+                                                            MHD_DAEMON_INFO_BIND_PORT);
+    if (!info || info->port == 0)
+        goto fail;
+    self->port = info->port;
+    self->probe_due_ms = mesh_mono_ms ();
+    *err = 0;
+    return self;
+fail:
+    gateway_destroy (&self);
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Stop serving and free; nulls the caller's pointer.
+void
+gateway_destroy (gateway_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        gateway_t *self = *self_p;
+        //  MHD first: its completion callbacks touch request states, the
+        //  SSE streams and the metrics
+        if (self->daemon)
+            MHD_stop_daemon (self->daemon);
+        mesh_client_destroy (&self->client);
+        gateway__free_requests (self);
+        gateway_sse_destroy (&self->sse);
+        if (self->probe)
+            zmq_close (self->probe);
+        if (self->sub)
+            zmq_close (self->sub);
+        if (self->context)
+            zmq_ctx_term (self->context);
+        gateway_metrics_destroy (&self->metrics);
+        mesh_metrics_destroy (&self->registry);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  The HTTP port bound.
+int
+gateway_port (const gateway_t *self)
+{
+    assert (self);
+    return self->port;
+}
+
+//  Record what a probe found and log changes, which operators want to see.
+static void
+s_probe_result (gateway_t *self, bool broker_up, gateway_service_state_t state)
+{
+    const char *name = gateway__service_name (self->probing);
+    if (broker_up != self->broker_up)
+        mesh_log_kv (broker_up? MESH_LOG_INFO: MESH_LOG_WARN,
+                     broker_up? "broker answers": "broker does not answer", NULL);
+    if (broker_up && state != self->services[self->probing])
+        mesh_log_kv (MESH_LOG_INFO, state == GATEWAY_SERVICE_UP? "service has workers"
+                                                                 : "service has no worker",
+                     "service", name, NULL);
+    self->broker_up = broker_up;
+    if (broker_up)
+        self->services[self->probing] = state;
+    self->probe_in_flight = false;
+    self->probing = (gateway_service_t) ((self->probing + 1) % GATEWAY_SERVICE_COUNT_);
+    self->probe_due_ms = mesh_mono_ms () + self->cfg.probe_ms;
+}
+
+//  Take a probe's answer, expire it, or send the next one when due.
+static void
+s_probe (gateway_t *self, int64_t now_ms)
+{
+    if (self->probe_in_flight) {
+        mdp_frames_t frames;
+        if (mdp_frames_recv (&frames, self->probe, ZMQ_DONTWAIT) == 0) {
+            //  "", MDPC01, mmi.service, "200" | "404"
+            bool up = frames.count == 4 && mdp_frame_eq (&frames.frame[3], "200");
+            mdp_frames_close (&frames);
+            s_probe_result (self, true, up? GATEWAY_SERVICE_UP: GATEWAY_SERVICE_DOWN);
+        }
+        else if (now_ms >= self->probe_due_ms) {
+            s_probe_result (self, false, GATEWAY_SERVICE_UNKNOWN);
+            s_probe_open (self);
+        }
+        return;
+    }
+    if (now_ms < self->probe_due_ms)
+        return;
+    const char *name = gateway__service_name (self->probing);
+    const void *parts[] = { "", MDP_CLIENT, "mmi.service", name };
+    size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen ("mmi.service"), strlen (name) };
+    if (mdp_send_parts (self->probe, ZMQ_DONTWAIT, 4, parts, sizes) == 0) {
+        self->probe_in_flight = true;
+        self->probe_due_ms = now_ms + S_PROBE_TIMEOUT_MS;
+    }
+    else
+        self->probe_due_ms = now_ms + self->cfg.probe_ms;
+}
+
+//  Every outcome the mesh client has now.
+static void
+s_take_replies (gateway_t *self)
+{
+    mesh_reply_t reply;
+    while (mesh_client_recv (self->client, &reply, 0) == 0) {
+        const gateway_tag_t *tag = (const gateway_tag_t *) reply.tag;
+        if (tag->kind == GATEWAY_TAG_STREAM)
+            gateway_sse_on_reply (self->sse, &reply);
+        else
+            gateway__on_reply (self, &reply);
+    }
+}
+
+//  Every event waiting on the SUB socket.
+static void
+s_take_events (gateway_t *self)
+{
+    while (true) {
+        mdp_frames_t frames;
+        if (mdp_frames_recv (&frames, self->sub, ZMQ_DONTWAIT) != 0)
+            return;
+        if (frames.count == 2 && !frames.overflow)
+            gateway_sse_on_event (self->sse, zmq_msg_data (&frames.frame[0]),
+                                  zmq_msg_size (&frames.frame[0]),
+                                  zmq_msg_data (&frames.frame[1]),
+                                  zmq_msg_size (&frames.frame[1]));
+        mdp_frames_close (&frames);
+    }
+}
+
+//  Milliseconds to wait in zmq_poll: the nearest thing due.
+static long
+s_wait_ms (gateway_t *self, int64_t now_ms, int64_t ping_due_ms)
+{
+    int64_t wait_ms = ping_due_ms - now_ms;
+    if (self->probe_due_ms - now_ms < wait_ms)
+        wait_ms = self->probe_due_ms - now_ms;
+    int mesh_ms = mesh_client_next_deadline_ms (self->client);
+    if (mesh_ms >= 0 && mesh_ms < wait_ms)
+        wait_ms = mesh_ms;
+    MHD_UNSIGNED_LONG_LONG mhd_ms = 0;
+    if (MHD_get_timeout (self->daemon, &mhd_ms) == MHD_YES && (int64_t) mhd_ms < wait_ms)
+        wait_ms = (int64_t) mhd_ms;
+    return wait_ms < 0? 0: (long) wait_ms;
+}
+
+//  --------------------------------------------------------------------------
+//  Serve until a shutdown signal, then drain.
+int
+gateway_run (gateway_t *self, int signal_fd)
+{
+    assert (self);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon,
+                                                            MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info)
+        return MESH_EIO;
+    zmq_pollitem_t items[] = {
+        { NULL, info->epoll_fd, ZMQ_POLLIN, 0 },
+        { mesh_client_socket (self->client), 0, ZMQ_POLLIN, 0 },
+        { self->sub, 0, ZMQ_POLLIN, 0 },
+        { NULL, signal_fd, ZMQ_POLLIN, 0 },
+        { self->probe, 0, ZMQ_POLLIN, 0 },
+    };
+    size_t count = sizeof items / sizeof items[0];
+    int64_t ping_due_ms = mesh_mono_ms () + S_PING_MS;
+    int64_t drain_until_ms = 0;
+    while (true) {
+        int64_t now_ms = mesh_mono_ms ();
+        items[4].socket = self->probe;  //  Replaced after a probe times out
+        if (zmq_poll (items, (int) count, s_wait_ms (self, now_ms, ping_due_ms)) < 0) {
+            if (errno == EINTR)
+                continue;
+            return MESH_EIO;
+        }
+        now_ms = mesh_mono_ms ();
+        if (items[3].revents & ZMQ_POLLIN) {
+            struct signalfd_siginfo signal_info;
+            if (read (signal_fd, &signal_info, sizeof signal_info) > 0 && !self->draining) {
+                mesh_log_kv (MESH_LOG_INFO, "shutting down: draining", NULL);
+                self->draining = true;
+                drain_until_ms = now_ms + self->cfg.drain_ms;
+                gateway_sse_end_all (self->sse);
+            }
+        }
+        s_take_replies (self);
+        s_take_events (self);
+        s_probe (self, now_ms);
+        if (now_ms >= ping_due_ms) {
+            gateway_sse_ping (self->sse);
+            ping_due_ms = now_ms + S_PING_MS;
+        }
+        MHD_run (self->daemon);
+        if (self->draining
+            && ((mesh_client_pending (self->client) == 0 && gateway_sse_count (self->sse) == 0)
+                || now_ms >= drain_until_ms))
+            break;
+    }
+    //  Whatever still waits gets 503; give MHD a bounded moment to send it
+    gateway__abandon_waiting (self);
+    gateway_sse_end_all (self->sse);
+    int64_t flush_until_ms = mesh_mono_ms () + S_FINAL_FLUSH_MS;
+    while (mesh_mono_ms () < flush_until_ms) {
+        MHD_run (self->daemon);
+        zmq_pollitem_t item = { NULL, info->epoll_fd, ZMQ_POLLIN, 0 };
+        zmq_poll (&item, 1, 10);
+        if (gateway_sse_count (self->sse) == 0 && mesh_client_pending (self->client) == 0)
+            break;
+    }
+    MHD_run (self->daemon);
+    mesh_log_kv (MESH_LOG_INFO, "stopped", NULL);
+    return 0;
+}

@@ -1,0 +1,55 @@
+/*  =========================================================================
+    gateway - mesh-gateway: HTTP/JSON in front of the mesh
+    One thread runs everything: libmicrohttpd without a thread of its own
+    (epoll mode, its epoll fd polled by us), the mesh client's DEALER, a
+    DEALER for MMI probes, the SUB socket of the event stream and a signal
+    fd, all in one zmq_poll. A request that needs the mesh sends its call
+    and suspends its connection; the reply resumes it. So a request waiting
+    for the mesh holds no thread, and there are no locks.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#ifndef GATEWAY_H_INCLUDED
+#define GATEWAY_H_INCLUDED
+
+#include <stddef.h>
+
+typedef struct gateway_s gateway_t;
+
+typedef struct {
+    const char *http_addr;      //  "host:port" to serve (port 0: pick one)
+    const char *broker;         //  Broker ROUTER endpoint
+    const char *events_sub;     //  Broker XPUB endpoint
+    unsigned int max_connections;   //  Open HTTP connections at most
+    unsigned int idle_timeout_s;    //  Close a connection silent this long
+    size_t max_body;            //  Request body bytes at most (413 above)
+    size_t max_header_bytes;    //  Per-connection memory for the request head
+    int timeout_ms;             //  Deadline of a request (Request-Timeout may shorten)
+    int drain_ms;               //  Bound on finishing in-flight work at shutdown
+    int probe_ms;               //  Interval of mmi.service probes (readiness)
+} gateway_cfg_t;
+
+//  Defaults of DESIGN.md (addresses must still be set).
+gateway_cfg_t
+    gateway_cfg_defaults (void);
+
+//  Bind the HTTP port and connect to the mesh. Returns NULL with *err:
+//  MESH_EINVAL (bad address or endpoint) or MESH_EIO (cannot bind).
+gateway_t *
+    gateway_new (const gateway_cfg_t *cfg, int *err);
+
+//  Stop serving and free; nulls the caller's pointer.
+void
+    gateway_destroy (gateway_t **self_p);
+
+//  The HTTP port bound.
+int
+    gateway_port (const gateway_t *self);
+
+//  Serve until `signal_fd` (a signalfd of the shutdown signals) is
+//  readable, then drain: /ready answers 503 at once, event streams end,
+//  requests waiting for the mesh finish (at most drain_ms), and it
+//  returns 0. Returns MESH_EIO if polling fails.
+int
+    gateway_run (gateway_t *self, int signal_fd);
+
+#endif

@@ -1,0 +1,83 @@
+/*  =========================================================================
+    gateway_internal - what gateway.c (loop, probes) and gateway_request.c
+    (HTTP requests) share. Not a public interface.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#ifndef GATEWAY_INTERNAL_H_INCLUDED
+#define GATEWAY_INTERNAL_H_INCLUDED
+
+#include "gateway.h"
+#include "gateway_metrics.h"
+#include "gateway_sse.h"
+
+#include "mesh/mesh_client.h"
+#include "mesh/mesh_metrics.h"
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+//  What the last mmi.service probe said about a service.
+typedef enum {
+    GATEWAY_SERVICE_UNKNOWN,    //  No answer yet: calls go out
+    GATEWAY_SERVICE_UP,         //  Has a worker
+    GATEWAY_SERVICE_DOWN,       //  No worker: calls fail fast with 503
+} gateway_service_state_t;
+
+//  Services the gateway calls, probed in turn.
+typedef enum {
+    GATEWAY_SERVICE_USER,
+    GATEWAY_SERVICE_AUDIT,
+    GATEWAY_SERVICE_COUNT_
+} gateway_service_t;
+
+typedef struct gateway_request_s gateway_request_t;
+
+struct gateway_s {
+    gateway_cfg_t cfg;          //  Copied; strings borrowed from the caller
+    struct MHD_Daemon *daemon;  //  HTTP server, owned
+    int port;                   //  HTTP port bound
+    void *context;              //  ZeroMQ context, owned
+    mesh_client_t *client;      //  Mesh calls, owned
+    void *probe;                //  DEALER for mmi.service, owned
+    void *sub;                  //  SUB on the broker's XPUB, owned
+    mesh_metrics_t *registry;   //  Served on /metrics, owned
+    gateway_metrics_t *metrics; //  Owned
+    gateway_sse_t *sse;         //  /v1/events streams, owned
+    gateway_request_t *requests;    //  Every request state not yet freed
+    uint64_t id_counter;        //  Suffix for duplicate X-Request-IDs in flight
+    bool draining;              //  SIGTERM seen: not ready, finishing
+    //  Probes: one mmi.service in flight at a time on `probe`
+    gateway_service_state_t services[GATEWAY_SERVICE_COUNT_];
+    bool broker_up;             //  The last probe was answered
+    gateway_service_t probing;  //  Service of the probe in flight
+    bool probe_in_flight;
+    int64_t probe_due_ms;       //  Monotonic: next probe, or the one in flight expires
+};
+
+//  Service name as the broker knows it.
+const char *
+    gateway__service_name (gateway_service_t service);
+
+//  MHD's access handler and completion callback (gateway_request.c).
+enum MHD_Result
+    gateway__on_access (void *cls, struct MHD_Connection *connection, const char *url,
+                        const char *method, const char *version, const char *upload_data,
+                        size_t *upload_data_size, void **req_cls);
+void
+    gateway__on_completed (void *cls, struct MHD_Connection *connection, void **req_cls,
+                           enum MHD_RequestTerminationCode toe);
+
+//  The outcome of a mesh call whose tag is a request.
+void
+    gateway__on_reply (gateway_t *self, const mesh_reply_t *reply);
+
+//  Answer 503 to every request still waiting for the mesh (drain bound).
+void
+    gateway__abandon_waiting (gateway_t *self);
+
+//  Free every request state left (after the HTTP server has stopped).
+void
+    gateway__free_requests (gateway_t *self);
+
+#endif

@@ -1,0 +1,761 @@
+/*  =========================================================================
+    gateway_request - one HTTP request, from headers to response
+    MHD calls the access handler first with the headers, then with body
+    pieces, then once more with none. The first call settles everything the
+    headers decide (route, method, content type, declared length, ids),
+    answering at once when that is an error. Body pieces are copied up to
+    the limit. The last call turns the request into a mesh call, sends it,
+    and suspends the connection; gateway__on_reply builds the response
+    and resumes it, and MHD calls the handler again to queue it.
+    A request state is freed by MHD's completion callback, unless a mesh
+    call with its tag is still in flight (only at shutdown): then the
+    reply, or gateway__free_requests, frees it.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "gateway_internal.h"
+#include "gateway_openapi.h"
+#include "gateway_problem.h"
+#include "gateway_routes.h"
+#include "gateway_tag.h"
+#include "gateway_trace.h"
+
+#include "mesh/mesh_alloc.h"
+#include "mesh/mesh_envelope.h"
+#include "mesh/mesh_json.h"
+#include "mesh/mesh_log.h"
+#include "mesh/mesh_time.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define S_LIST_DEFAULT_LIMIT 50
+#define S_LIST_MAX_LIMIT 500
+#define S_IDEM_MAX 255              //  Idempotency-Key bytes at most
+#define S_RETRY_AFTER "1"           //  Seconds, with 429 and 503
+
+struct gateway_request_s {
+    gateway_tag_t tag;          //  GATEWAY_TAG_REQUEST; first member
+    gateway_t *owner;
+    struct MHD_Connection *connection;  //  NULL once MHD completed the request
+    gateway_request_t *prev;    //  In owner->requests
+    gateway_request_t *next;
+    const gateway_route_t *route;
+    gateway_method_t method;
+    int64_t started_us;         //  Monotonic, for the duration histogram
+    int64_t deadline_ms;        //  Monotonic deadline of the whole request
+    unsigned int status;        //  Status queued (0: none yet)
+    char request_id[GATEWAY_REQUEST_ID_MAX + 1];
+    char traceparent[GATEWAY_TRACEPARENT_SIZE];
+    char trace_id[GATEWAY_TRACE_ID_SIZE];
+    char param[40];             //  Raw {id} segment
+    char id[37];                //  {id} as a canonical UUID
+    char idem[S_IDEM_MAX + 1];  //  Idempotency-Key, "" when none
+    char *body;                 //  Request body so far
+    size_t body_len;
+    bool body_too_large;        //  Stop reading: 413 or close
+    gateway_service_t service;  //  Of the mesh call
+    const char *mesh_method;    //  "user.get", ...
+    msgpack_sbuffer packed;     //  Call body, kept for the one retry
+    bool retried;               //  The one retry on unavailable was used
+    bool in_mesh;               //  A call with this tag is in flight
+    bool defer;                 //  Answers wait for MHD's next call (see s_queue)
+    struct MHD_Response *response;  //  Built early or while suspended; queued next call
+};
+
+//  Request states live in a list so that shutdown can find them all.
+static gateway_request_t *
+s_request_new (gateway_t *self, struct MHD_Connection *connection)
+{
+    gateway_request_t *request = mesh_alloc (sizeof (gateway_request_t));
+    request->tag.kind = GATEWAY_TAG_REQUEST;
+    request->owner = self;
+    request->connection = connection;
+    request->started_us = mesh_mono_us ();
+    msgpack_sbuffer_init (&request->packed);
+    request->next = self->requests;
+    if (self->requests)
+        self->requests->prev = request;
+    self->requests = request;
+    return request;
+}
+
+static void
+s_request_free (gateway_request_t *request)
+{
+    gateway_t *self = request->owner;
+    if (request->prev)
+        request->prev->next = request->next;
+    else
+        self->requests = request->next;
+    if (request->next)
+        request->next->prev = request->prev;
+    if (request->response)
+        MHD_destroy_response (request->response);
+    msgpack_sbuffer_destroy (&request->packed);
+    free (request->body);
+    free (request);
+}
+
+//  --------------------------------------------------------------------------
+//  Responses
+
+//  A response from `len` bytes of `body` (copied) with `type`, plus the
+//  headers every answer carries. NULL when MHD cannot make one.
+static struct MHD_Response *
+s_response (gateway_request_t *request, const char *type, const char *body, size_t len)
+{
+    struct MHD_Response *response = MHD_create_response_from_buffer (
+        len, (void *) body, MHD_RESPMEM_MUST_COPY);
+    if (!response)
+        return NULL;
+    if (type)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header (response, "X-Request-ID", request->request_id);
+    MHD_add_response_header (response, "traceparent", request->traceparent);
+    MHD_add_response_header (response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (request->owner->draining)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_CONNECTION, "close");
+    return response;
+}
+
+//  A response with `json` as its body (the reference is consumed).
+static struct MHD_Response *
+s_json_response (gateway_request_t *request, json_t *json, const char *type)
+{
+    char *text = json_dumps (json, JSON_COMPACT);
+    json_decref (json);
+    if (!text)
+        return NULL;
+    struct MHD_Response *response = s_response (request, type, text, strlen (text));
+    free (text);
+    return response;
+}
+
+//  The problem+json response of `kind`, with Allow or Retry-After when the
+//  status calls for it.
+static struct MHD_Response *
+s_problem_response (gateway_request_t *request, gateway_problem_t kind, const char *detail,
+                    unsigned int *status)
+{
+    json_t *problem = gateway_problem_new (kind, detail, request->request_id);
+    struct MHD_Response *response = s_json_response (request, problem,
+                                                     "application/problem+json");
+    *status = gateway_problem_status (kind);
+    if (response && *status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, request->route->allow);
+    if (response && (*status == 429 || *status == 503))
+        MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, S_RETRY_AFTER);
+    return response;
+}
+
+//  Queue `response` with `status` and drop our reference. While the
+//  headers of a request without a body are read, the answer is kept for
+//  MHD's next call instead: MHD closes the connection after a response
+//  queued on the first call, and keep-alive clients should keep theirs.
+static enum MHD_Result
+s_queue (gateway_request_t *request, unsigned int status, struct MHD_Response *response)
+{
+    if (!response)
+        return MHD_NO;          //  MHD closes the connection
+    request->status = status;
+    if (request->defer) {
+        request->response = response;
+        return MHD_YES;
+    }
+    enum MHD_Result result = MHD_queue_response (request->connection, status, response);
+    MHD_destroy_response (response);
+    return result;
+}
+
+//  Answer now with a problem.
+static enum MHD_Result
+s_fail (gateway_request_t *request, gateway_problem_t kind, const char *detail)
+{
+    unsigned int status = 0;
+    struct MHD_Response *response = s_problem_response (request, kind, detail, &status);
+    return s_queue (request, status, response);
+}
+
+//  Answer now with a plain-text body.
+static enum MHD_Result
+s_text (gateway_request_t *request, unsigned int status, const char *type, const char *body,
+        size_t len)
+{
+    return s_queue (request, status, s_response (request, type, body, len));
+}
+
+//  --------------------------------------------------------------------------
+//  The first call: headers
+
+//  A header of the request, or NULL.
+static const char *
+s_header (gateway_request_t *request, const char *name)
+{
+    return MHD_lookup_connection_value (request->connection, MHD_HEADER_KIND, name);
+}
+
+//  True when a Content-Type names JSON (parameters such as charset allowed).
+static bool
+s_is_json (const char *type)
+{
+    if (!type)
+        return false;
+    size_t len = strcspn (type, "; \t");
+    return (len == 16 && strncasecmp (type, "application/json", len) == 0)
+        || (len == 28 && strncasecmp (type, "application/merge-patch+json", len) == 0);
+}
+
+//  Deadline from Request-Timeout (seconds, decimal, may only shorten the
+//  default). Returns false when the header is malformed.
+static bool
+s_set_deadline (gateway_request_t *request)
+{
+    int timeout_ms = request->owner->cfg.timeout_ms;
+    const char *header = s_header (request, "Request-Timeout");
+    if (header) {
+        char *end = NULL;
+        errno = 0;
+        double seconds = strtod (header, &end);
+        if (errno || end == header || *end || !isfinite (seconds) || seconds <= 0
+            || strspn (header, "0123456789.") != strlen (header))
+            return false;
+        if (seconds * 1000.0 < timeout_ms)
+            timeout_ms = seconds * 1000.0 < 1? 1: (int) (seconds * 1000.0);
+    }
+    request->deadline_ms = mesh_mono_ms () + timeout_ms;
+    return true;
+}
+
+//  Answer the routes that need no body and no mesh call.
+static enum MHD_Result
+s_answer_local (gateway_request_t *request)
+{
+    gateway_t *self = request->owner;
+    static const char text_plain[] = "text/plain; charset=utf-8";
+    switch (request->route->id) {
+        case GATEWAY_ROUTE_HEALTHZ:
+            return s_text (request, MHD_HTTP_OK, text_plain, "ok\n", 3);
+        case GATEWAY_ROUTE_READY: {
+            bool ready = !self->draining && self->broker_up
+                      && self->services[GATEWAY_SERVICE_USER] == GATEWAY_SERVICE_UP;
+            if (ready)
+                return s_text (request, MHD_HTTP_OK, text_plain, "ready\n", 6);
+            const char *why = self->draining? "shutting down\n"
+                            : !self->broker_up? "broker does not answer\n"
+                                              : "service user has no worker\n";
+            return s_text (request, MHD_HTTP_SERVICE_UNAVAILABLE, text_plain, why,
+                           strlen (why));
+        }
+        case GATEWAY_ROUTE_METRICS: {
+            size_t len = 0;
+            char *text = mesh_metrics_render (self->registry, &len);
+            enum MHD_Result result = s_text (request, MHD_HTTP_OK,
+                                             "text/plain; version=0.0.4; charset=utf-8",
+                                             text, len);
+            free (text);
+            return result;
+        }
+        case GATEWAY_ROUTE_OPENAPI:
+            return s_text (request, MHD_HTTP_OK, "application/yaml",
+                           (const char *) gateway_openapi_yaml, gateway_openapi_yaml_len);
+        default:
+            assert (false);
+            return MHD_NO;
+    }
+}
+
+//  GET /v1/events: open a stream, resuming after Last-Event-ID.
+static enum MHD_Result
+s_open_events (gateway_request_t *request)
+{
+    const char *last = s_header (request, "Last-Event-ID");
+    long long seq = 0;
+    bool resume = last && *last;
+    if (resume) {
+        char *end = NULL;
+        errno = 0;
+        seq = strtoll (last, &end, 10);
+        if (errno || *end || seq < 0 || strspn (last, "0123456789") != strlen (last))
+            return s_fail (request, GATEWAY_PROBLEM_BAD_PARAMETER,
+                           "header 'Last-Event-ID' must be an event seq (a decimal integer)");
+    }
+    if (request->owner->draining)
+        return s_fail (request, GATEWAY_PROBLEM_UNAVAILABLE, "the gateway is shutting down");
+    struct MHD_Response *response = gateway_sse_open (request->owner->sse, request->connection,
+                                                      resume, (uint64_t) seq,
+                                                      request->request_id);
+    if (!response)
+        return MHD_NO;
+    MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header (response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header (response, "X-Request-ID", request->request_id);
+    return s_queue (request, MHD_HTTP_OK, response);
+}
+
+//  What the headers decide. Returns MHD_YES to go on reading the body.
+static enum MHD_Result
+s_on_headers (gateway_request_t *request, const char *url, const char *method)
+{
+    gateway_t *self = request->owner;
+    const char *incoming_id = s_header (request, "X-Request-ID");
+    if (incoming_id && gateway_request_id_valid (incoming_id))
+        snprintf (request->request_id, sizeof request->request_id, "%s", incoming_id);
+    else
+        gateway_uuid_make (request->request_id);
+    gateway_traceparent_next (s_header (request, "traceparent"), request->traceparent,
+                              request->trace_id);
+    request->route = gateway_route_match (url, request->param, sizeof request->param);
+    request->method = gateway_method_parse (method);
+    gateway_metrics_request_started (self->metrics);
+
+    if (request->route->id == GATEWAY_ROUTE_UNMATCHED) {
+        char detail[160];
+        snprintf (detail, sizeof detail, "no route for path '%.100s'", url);
+        return s_fail (request, GATEWAY_PROBLEM_NOT_FOUND, detail);
+    }
+    if (!(request->route->methods & request->method)) {
+        char detail[160];
+        snprintf (detail, sizeof detail, "method %.20s is not allowed on %s; allowed: %s",
+                  method, request->route->template, request->route->allow);
+        return s_fail (request, GATEWAY_PROBLEM_METHOD_NOT_ALLOWED, detail);
+    }
+    if (request->route->id == GATEWAY_ROUTE_EVENTS)
+        return s_open_events (request);
+    if (request->route->id != GATEWAY_ROUTE_USERS && request->route->id != GATEWAY_ROUTE_USER
+        && request->route->id != GATEWAY_ROUTE_AUDIT)
+        return s_answer_local (request);
+
+    if (request->route->id == GATEWAY_ROUTE_USER
+        && !gateway_uuid_parse (request->param, request->id))
+        return s_fail (request, GATEWAY_PROBLEM_BAD_PARAMETER,
+                       "path parameter 'id' must be a UUID");
+    if (!s_set_deadline (request))
+        return s_fail (request, GATEWAY_PROBLEM_BAD_PARAMETER,
+                       "header 'Request-Timeout' must be a positive number of seconds");
+    const char *idem = s_header (request, "Idempotency-Key");
+    if (idem) {
+        if (!gateway_request_id_valid (idem) || strlen (idem) > S_IDEM_MAX)
+            return s_fail (request, GATEWAY_PROBLEM_BAD_PARAMETER,
+                           "header 'Idempotency-Key' must be 1 to 100 visible ASCII characters");
+        snprintf (request->idem, sizeof request->idem, "%s", idem);
+    }
+    if (request->method & (GATEWAY_METHOD_POST | GATEWAY_METHOD_PATCH)) {
+        if (!s_is_json (s_header (request, MHD_HTTP_HEADER_CONTENT_TYPE)))
+            return s_fail (request, GATEWAY_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
+                           "header 'Content-Type' must be application/json");
+        //  A declared length over the limit is refused before any byte is read
+        const char *length = s_header (request, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && strtoull (length, NULL, 10) > self->cfg.max_body) {
+            char detail[96];
+            snprintf (detail, sizeof detail, "the body may have at most %zu bytes",
+                      self->cfg.max_body);
+            return s_fail (request, GATEWAY_PROBLEM_BODY_TOO_LARGE, detail);
+        }
+    }
+    return MHD_YES;
+}
+
+//  --------------------------------------------------------------------------
+//  The last call: the mesh call
+
+//  Query parameters of one route: names allowed, values found.
+typedef struct {
+    const char *const *names;   //  NULL-terminated
+    const char *values[4];      //  By index in names; NULL when absent
+    char error[160];            //  First problem seen, "" when none
+} s_query_t;
+
+static enum MHD_Result
+s_on_query_arg (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void) kind;
+    s_query_t *query = (s_query_t *) cls;
+    for (size_t index = 0; query->names[index]; index++)
+        if (strcmp (key, query->names[index]) == 0) {
+            if (query->values[index]) {
+                snprintf (query->error, sizeof query->error,
+                          "query parameter '%.40s' is given more than once", key);
+                return MHD_NO;
+            }
+            query->values[index] = value? value: "";
+            return MHD_YES;
+        }
+    snprintf (query->error, sizeof query->error, "unknown query parameter '%.40s'", key);
+    return MHD_NO;
+}
+
+//  Read the query into `query` (names set by the caller). False with
+//  query->error set on an unknown or repeated parameter.
+static bool
+s_read_query (gateway_request_t *request, s_query_t *query)
+{
+    MHD_get_connection_values (request->connection, MHD_GET_ARGUMENT_KIND, s_on_query_arg,
+                               query);
+    return query->error[0] == '\0';
+}
+
+//  Pack `json` (an object) as the call body. Returns 0 or MESH_ETOODEEP.
+static int
+s_pack_json (gateway_request_t *request, const json_t *json)
+{
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &request->packed, msgpack_sbuffer_write);
+    return mesh_json_to_msgpack (json, &packer, MESH_JSON_MAX_DEPTH);
+}
+
+//  The body as a JSON object, or NULL after answering the problem.
+static json_t *
+s_body_object (gateway_request_t *request, enum MHD_Result *result)
+{
+    if (request->body_len == 0) {
+        *result = s_fail (request, GATEWAY_PROBLEM_MALFORMED_JSON, "the request body is empty");
+        return NULL;
+    }
+    json_error_t error;
+    json_t *json = json_loadb (request->body, request->body_len, JSON_REJECT_DUPLICATES, &error);
+    if (!json) {
+        char detail[256];
+        snprintf (detail, sizeof detail, "invalid JSON at line %d, column %d: %s", error.line,
+                  error.column, error.text);
+        *result = s_fail (request, GATEWAY_PROBLEM_MALFORMED_JSON, detail);
+        return NULL;
+    }
+    if (!json_is_object (json)) {
+        json_decref (json);
+        *result = s_fail (request, GATEWAY_PROBLEM_INVALID_ARGUMENT,
+                          "field 'body' must be a JSON object");
+        return NULL;
+    }
+    return json;
+}
+
+//  Build the call for a list route's query. Returns false after answering.
+static bool
+s_build_list (gateway_request_t *request, enum MHD_Result *result)
+{
+    bool audit = request->route->id == GATEWAY_ROUTE_AUDIT;
+    static const char *const user_names[] = { "limit", "after", NULL };
+    static const char *const audit_names[] = { "limit", "after", "user_id", "type", NULL };
+    s_query_t query = { .names = audit? audit_names: user_names };
+    long limit = S_LIST_DEFAULT_LIMIT;
+    char user_id[37];
+    const char *detail = NULL;
+    if (!s_read_query (request, &query))
+        detail = query.error;
+    else if (query.values[0]
+             && !gateway_parse_long (query.values[0], 1, S_LIST_MAX_LIMIT, &limit))
+        detail = "query parameter 'limit' must be an integer from 1 to 500";
+    else if (query.values[1] && !query.values[1][0])
+        detail = "query parameter 'after' must not be empty";
+    else if (audit && query.values[2] && !gateway_uuid_parse (query.values[2], user_id))
+        detail = "query parameter 'user_id' must be a UUID";
+    else if (audit && query.values[3] && !query.values[3][0])
+        detail = "query parameter 'type' must not be empty";
+    if (detail) {
+        *result = s_fail (request, GATEWAY_PROBLEM_BAD_PARAMETER, detail);
+        return false;
+    }
+    json_t *body = json_object ();
+    json_object_set_new (body, "limit", json_integer (limit));
+    if (query.values[1])
+        json_object_set_new (body, "after", json_string (query.values[1]));
+    if (audit && query.values[2])
+        json_object_set_new (body, "user_id", json_string (user_id));
+    if (audit && query.values[3])
+        json_object_set_new (body, "type", json_string (query.values[3]));
+    //  Query values are UTF-8 checked by jansson: a NULL member was dropped
+    s_pack_json (request, body);
+    json_decref (body);
+    request->service = audit? GATEWAY_SERVICE_AUDIT: GATEWAY_SERVICE_USER;
+    request->mesh_method = audit? "audit.list": "user.list";
+    return true;
+}
+
+//  Build the mesh call from route, method, path, query and body. Returns
+//  false after answering a problem.
+static bool
+s_build_call (gateway_request_t *request, enum MHD_Result *result)
+{
+    gateway_route_id_t route = request->route->id;
+    if (route == GATEWAY_ROUTE_AUDIT
+        || (route == GATEWAY_ROUTE_USERS && !(request->method & GATEWAY_METHOD_POST)))
+        return s_build_list (request, result);
+    request->service = GATEWAY_SERVICE_USER;
+    json_t *body = NULL;
+    if (request->method & (GATEWAY_METHOD_POST | GATEWAY_METHOD_PATCH)) {
+        body = s_body_object (request, result);
+        if (!body)
+            return false;
+    }
+    else
+        body = json_object ();
+    if (route == GATEWAY_ROUTE_USER)
+        json_object_set_new (body, "id", json_string (request->id));   //  The path wins
+    request->mesh_method = route == GATEWAY_ROUTE_USERS        ? "user.create"
+                         : request->method == GATEWAY_METHOD_PATCH ? "user.update"
+                         : request->method == GATEWAY_METHOD_DELETE ? "user.delete"
+                                                                    : "user.get";
+    int rc = s_pack_json (request, body);
+    json_decref (body);
+    if (rc) {
+        *result = s_fail (request, GATEWAY_PROBLEM_MALFORMED_JSON,
+                          "the JSON is nested deeper than 32 levels");
+        return false;
+    }
+    return true;
+}
+
+//  Send (or resend) the call with the time left. Returns 0 or a MESH_E*
+//  code; an X-Request-ID already in flight gets a unique suffix, so two
+//  requests may carry the same one.
+static int
+s_send (gateway_request_t *request)
+{
+    gateway_t *self = request->owner;
+    int64_t left_ms = request->deadline_ms - mesh_mono_ms ();
+    if (left_ms <= 0)
+        return MESH_ETIMEDOUT;
+    mesh_call_t call = {
+        .service = gateway__service_name (request->service),
+        .method = request->mesh_method,
+        .body = request->packed.data,
+        .body_len = request->packed.size,
+        .timeout_ms = (int) left_ms,
+        .id = request->request_id,
+        .trace = request->traceparent,
+        .idem = request->idem[0]? request->idem: NULL,
+        .tag = request,
+    };
+    int rc = mesh_client_send (self->client, &call, NULL);
+    if (rc == MESH_ECONFLICT) {
+        char id[MESH_ENVELOPE_MAX_ID + 1];
+        snprintf (id, sizeof id, "%s~%" PRIu64, request->request_id, ++self->id_counter);
+        call.id = id;
+        rc = mesh_client_send (self->client, &call, NULL);
+    }
+    if (rc == 0)
+        request->in_mesh = true;
+    return rc;
+}
+
+//  Why a call cannot go out now, or NULL: the last probe found the broker
+//  silent or the service without a worker.
+static const char *
+s_fail_fast (gateway_request_t *request)
+{
+    gateway_t *self = request->owner;
+    if (!self->broker_up && self->services[request->service] != GATEWAY_SERVICE_UNKNOWN)
+        return "the broker does not answer";
+    if (self->services[request->service] == GATEWAY_SERVICE_DOWN)
+        return request->service == GATEWAY_SERVICE_USER? "service 'user' has no worker"
+                                                       : "service 'audit' has no worker";
+    return NULL;
+}
+
+//  The body is complete: call the mesh, or answer a problem.
+static enum MHD_Result
+s_dispatch (gateway_request_t *request)
+{
+    if (request->body_too_large) {
+        char detail[96];
+        snprintf (detail, sizeof detail, "the body may have at most %zu bytes",
+                  request->owner->cfg.max_body);
+        return s_fail (request, GATEWAY_PROBLEM_BODY_TOO_LARGE, detail);
+    }
+    enum MHD_Result result = MHD_NO;
+    if (!s_build_call (request, &result))
+        return result;
+    const char *unavailable = s_fail_fast (request);
+    if (unavailable)
+        return s_fail (request, GATEWAY_PROBLEM_UNAVAILABLE, unavailable);
+    int rc = s_send (request);
+    if (rc == MESH_ETIMEDOUT)
+        return s_fail (request, GATEWAY_PROBLEM_DEADLINE_EXCEEDED,
+                       "the deadline passed before the call went out");
+    if (rc)
+        return s_fail (request, GATEWAY_PROBLEM_UNAVAILABLE, mesh_strerror (rc));
+    MHD_suspend_connection (request->connection);
+    return MHD_YES;
+}
+
+//  --------------------------------------------------------------------------
+//  MHD's access handler.
+enum MHD_Result
+gateway__on_access (void *cls, struct MHD_Connection *connection, const char *url,
+                    const char *method, const char *version, const char *upload_data,
+                    size_t *upload_data_size, void **req_cls)
+{
+    (void) version;
+    gateway_t *self = (gateway_t *) cls;
+    gateway_request_t *request = *req_cls;
+    if (!request) {
+        request = s_request_new (self, connection);
+        *req_cls = request;
+        //  A request with a body that is refused now is refused before it
+        //  is read, and its connection closes: better than reading 10 MiB
+        const char *length = MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
+        request->defer = !MHD_lookup_connection_value (connection, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_TRANSFER_ENCODING)
+                      && (!length || strcmp (length, "0") == 0);
+        enum MHD_Result result = s_on_headers (request, url, method);
+        request->defer = false;
+        return result;
+    }
+    if (request->response) {
+        //  Resumed with the mesh's answer
+        struct MHD_Response *response = request->response;
+        request->response = NULL;
+        return s_queue (request, request->status, response);
+    }
+    if (*upload_data_size) {
+        size_t piece = *upload_data_size;
+        *upload_data_size = 0;
+        if (request->body_too_large || request->body_len + piece > self->cfg.max_body) {
+            //  A chunked body over the limit: stop reading it at all. MHD
+            //  cannot answer in the middle of a body, so the connection
+            //  closes (a bounded close, not a buffered 10 MiB).
+            request->body_too_large = true;
+            request->status = 413;
+            return MHD_NO;
+        }
+        request->body = mesh_realloc (request->body, request->body_len + piece);
+        memcpy (request->body + request->body_len, upload_data, piece);
+        request->body_len += piece;
+        return MHD_YES;
+    }
+    return s_dispatch (request);
+}
+
+//  Turn a mesh outcome into the response to queue on resume. Returns it
+//  and sets request->status.
+static struct MHD_Response *
+s_reply_response (gateway_request_t *request, const mesh_reply_t *reply)
+{
+    if (reply->code != MESH_CODE_OK) {
+        char detail[512];
+        snprintf (detail, sizeof detail, "%.*s", (int) reply->message.len, reply->message.ptr);
+        return s_problem_response (request, gateway_problem_for_code (reply->code), detail,
+                                   &request->status);
+    }
+    if (request->method == GATEWAY_METHOD_DELETE) {
+        request->status = MHD_HTTP_NO_CONTENT;
+        return s_response (request, NULL, "", 0);
+    }
+    json_t *json = reply->body? mesh_msgpack_to_json (reply->body, MESH_JSON_MAX_DEPTH): NULL;
+    if (!json)
+        return s_problem_response (request, GATEWAY_PROBLEM_BAD_GATEWAY,
+                                   "the reply cannot be expressed as JSON", &request->status);
+    request->status = MHD_HTTP_OK;
+    char location[64] = "";
+    if (request->method == GATEWAY_METHOD_POST) {
+        request->status = MHD_HTTP_CREATED;
+        const char *id = json_string_value (json_object_get (json, "id"));
+        if (id && gateway_uuid_parse (id, NULL))
+            snprintf (location, sizeof location, "/v1/users/%s", id);
+    }
+    struct MHD_Response *response = s_json_response (request, json, "application/json");
+    if (response && location[0])
+        MHD_add_response_header (response, MHD_HTTP_HEADER_LOCATION, location);
+    return response;
+}
+
+//  True when the request may be sent again after `code`: unavailable, for
+//  a GET (or HEAD) or a POST with an Idempotency-Key, once.
+static bool
+s_should_retry (const gateway_request_t *request, mesh_code_t code)
+{
+    if (code != MESH_CODE_UNAVAILABLE || request->retried)
+        return false;
+    return (request->method & (GATEWAY_METHOD_GET | GATEWAY_METHOD_HEAD))
+        || (request->method == GATEWAY_METHOD_POST && request->idem[0]);
+}
+
+//  --------------------------------------------------------------------------
+//  The outcome of a mesh call whose tag is a request.
+void
+gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
+{
+    gateway_request_t *request = (gateway_request_t *) reply->tag;
+    request->in_mesh = false;
+    gateway_metrics_mesh_call (self->metrics, gateway__service_name (request->service),
+                               request->mesh_method, reply->code);
+    if (!request->connection) {
+        s_request_free (request);   //  MHD is done with it (shutdown)
+        return;
+    }
+    if (request->response)
+        return;                     //  Already answered (drain bound)
+    if (s_should_retry (request, reply->code) && !request->owner->draining) {
+        request->retried = true;
+        mesh_log_kv (MESH_LOG_DEBUG, "retrying once after unavailable", "request_id",
+                     request->request_id, "method", request->mesh_method, NULL);
+        if (s_send (request) == 0)
+            return;
+    }
+    request->response = s_reply_response (request, reply);
+    if (!request->response)
+        request->status = 0;
+    MHD_resume_connection (request->connection);
+}
+
+//  --------------------------------------------------------------------------
+//  Answer 503 to every request still waiting for the mesh.
+void
+gateway__abandon_waiting (gateway_t *self)
+{
+    for (gateway_request_t *request = self->requests; request; request = request->next)
+        if (request->in_mesh && request->connection && !request->response) {
+            request->response = s_problem_response (request, GATEWAY_PROBLEM_UNAVAILABLE,
+                                                    "the gateway is shutting down",
+                                                    &request->status);
+            MHD_resume_connection (request->connection);
+        }
+}
+
+//  --------------------------------------------------------------------------
+//  MHD is done with a request: count it, log it, free it.
+void
+gateway__on_completed (void *cls, struct MHD_Connection *connection, void **req_cls,
+                       enum MHD_RequestTerminationCode toe)
+{
+    (void) connection;
+    (void) toe;
+    gateway_t *self = (gateway_t *) cls;
+    gateway_request_t *request = *req_cls;
+    if (!request)
+        return;
+    *req_cls = NULL;
+    double seconds = (double) (mesh_mono_us () - request->started_us) / 1e6;
+    gateway_metrics_request_done (self->metrics, request->method, request->route->id,
+                                  request->status, seconds);
+    mesh_log_level_t level = request->status >= 500 || request->status == 0? MESH_LOG_WARN
+                                                                            : MESH_LOG_INFO;
+    if (mesh_log_enabled (level)) {
+        char status[16], ms[32];
+        snprintf (status, sizeof status, "%u", request->status);
+        snprintf (ms, sizeof ms, "%.3f", seconds * 1000.0);
+        mesh_log_kv (level, "http request", "request_id", request->request_id, "trace_id",
+                     request->trace_id, "method", gateway_method_label (request->method),
+                     "route", request->route->template, "status", status, "duration_ms", ms,
+                     NULL);
+    }
+    request->connection = NULL;
+    if (!request->in_mesh)
+        s_request_free (request);
+}
+
+//  --------------------------------------------------------------------------
+//  Free every request state left.
+void
+gateway__free_requests (gateway_t *self)
+{
+    while (self->requests)
+        s_request_free (self->requests);
+}

@@ -1,0 +1,112 @@
+/*  =========================================================================
+    mesh-gateway - composition root: settings, logging, signals, the loop
+    Reads flags and MESH_* variables, blocks SIGTERM/SIGINT and hands a
+    signalfd of them to the gateway's loop, which drains and returns.
+    Exit status: 0 after a clean drain, 1 when it cannot start, 2 for bad
+    settings.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "gateway.h"
+
+#include "mesh/mesh_cfg.h"
+#include "mesh/mesh_err.h"
+#include "mesh/mesh_log.h"
+#include "mesh/mesh_signal.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static const mesh_cfg_option_t s_options[] = {
+    { "http", "MESH_HTTP_ADDR", "127.0.0.1:8080",
+      "HTTP host:port for the API and /healthz /ready /metrics (port 0: pick one)" },
+    { "broker", "MESH_BROKER", "tcp://127.0.0.1:5555", "broker endpoint" },
+    { "events-sub", "MESH_EVENTS_SUB", "tcp://127.0.0.1:5557",
+      "broker XPUB endpoint (user events for /v1/events)" },
+    { "timeout-ms", "MESH_GATEWAY_TIMEOUT_MS", "5000",
+      "deadline of a request (Request-Timeout may shorten it)" },
+    { "max-body", "MESH_GATEWAY_MAX_BODY", "65536", "request body bytes at most (413 above)" },
+    { "max-header-bytes", "MESH_GATEWAY_MAX_HEADER_BYTES", "32768",
+      "memory per connection for the request line and headers" },
+    { "max-connections", "MESH_GATEWAY_MAX_CONNECTIONS", "512", "open connections at most" },
+    { "idle-timeout-s", "MESH_GATEWAY_IDLE_TIMEOUT_S", "15",
+      "close a connection silent this long (stalled or idle)" },
+    { "drain-ms", "MESH_GATEWAY_DRAIN_MS", "10000",
+      "on SIGTERM, wait this long at most for requests in flight" },
+    { "probe-ms", "MESH_GATEWAY_PROBE_MS", "250",
+      "interval of mmi.service probes behind /ready" },
+    MESH_CFG_LOG_OPTIONS,
+};
+
+int
+main (int argc, char **argv)
+{
+    mesh_cfg_t *cfg = mesh_cfg_new (
+        "mesh-gateway", "[options]",
+        "HTTP/JSON gateway of the zmesh mesh: REST routes to mesh calls, SSE of user events.",
+        s_options, sizeof s_options / sizeof s_options[0]);
+    int rc = mesh_cfg_parse (cfg, argc, argv);
+    if (mesh_cfg_answer_builtin (cfg, rc, stdout)) {
+        mesh_cfg_destroy (&cfg);
+        return 0;
+    }
+    gateway_cfg_t gateway_cfg = gateway_cfg_defaults ();
+    long timeout_ms = 0, max_body = 0, max_header = 0, max_connections = 0, idle_s = 0;
+    long drain_ms = 0, probe_ms = 0;
+    if (rc == 0
+        && (mesh_cfg_get_long (cfg, "timeout-ms", 1, 600000, &timeout_ms)
+            || mesh_cfg_get_long (cfg, "max-body", 1, 64L * 1024 * 1024, &max_body)
+            || mesh_cfg_get_long (cfg, "max-header-bytes", 4096, 1024 * 1024, &max_header)
+            || mesh_cfg_get_long (cfg, "max-connections", 1, 100000, &max_connections)
+            || mesh_cfg_get_long (cfg, "idle-timeout-s", 1, 3600, &idle_s)
+            || mesh_cfg_get_long (cfg, "drain-ms", 0, 600000, &drain_ms)
+            || mesh_cfg_get_long (cfg, "probe-ms", 10, 60000, &probe_ms)))
+        rc = MESH_EINVAL;
+    const char *problem = NULL;
+    if (rc)
+        problem = mesh_cfg_error (cfg);
+    else if (mesh_log_setup ("gateway", mesh_cfg_get (cfg, "log-level"),
+                             mesh_cfg_get (cfg, "log-format")))
+        problem = "bad --log-level or --log-format";
+    if (problem) {
+        fprintf (stderr, "mesh-gateway: %s\n", problem);
+        mesh_cfg_destroy (&cfg);
+        return 2;
+    }
+    mesh_cfg_log (cfg);
+    gateway_cfg.http_addr = mesh_cfg_get (cfg, "http");
+    gateway_cfg.broker = mesh_cfg_get (cfg, "broker");
+    gateway_cfg.events_sub = mesh_cfg_get (cfg, "events-sub");
+    gateway_cfg.timeout_ms = (int) timeout_ms;
+    gateway_cfg.max_body = (size_t) max_body;
+    gateway_cfg.max_header_bytes = (size_t) max_header;
+    gateway_cfg.max_connections = (unsigned int) max_connections;
+    gateway_cfg.idle_timeout_s = (unsigned int) idle_s;
+    gateway_cfg.drain_ms = (int) drain_ms;
+    gateway_cfg.probe_ms = (int) probe_ms;
+
+    sigset_t signals;
+    mesh_signal_block_shutdown (&signals);     //  Before ZeroMQ starts its threads
+    int signal_fd = signalfd (-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    int err = 0;
+    gateway_t *gateway = signal_fd >= 0? gateway_new (&gateway_cfg, &err): NULL;
+    if (!gateway) {
+        mesh_log_kv (MESH_LOG_ERROR, "cannot start", "http", gateway_cfg.http_addr, "error",
+                     signal_fd < 0? "signalfd failed": mesh_strerror (err), NULL);
+        if (signal_fd >= 0)
+            close (signal_fd);
+        mesh_cfg_destroy (&cfg);
+        return 1;
+    }
+    char port[16];
+    snprintf (port, sizeof port, "%d", gateway_port (gateway));
+    mesh_log_kv (MESH_LOG_INFO, "gateway serving", "http", gateway_cfg.http_addr, "port", port,
+                 "broker", gateway_cfg.broker, NULL);
+    rc = gateway_run (gateway, signal_fd);
+    gateway_destroy (&gateway);
+    close (signal_fd);
+    mesh_cfg_destroy (&cfg);
+    return rc == 0? 0: 1;
+}
