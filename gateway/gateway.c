@@ -64,6 +64,15 @@ gateway__service_name (gateway_service_t service)
     return service == GATEWAY_SERVICE_USER? "user": "audit";
 }
 
+//  --------------------------------------------------------------------------
+//  Why a call to a service without a worker fails.
+const char *
+gateway__no_worker (gateway_service_t service)
+{
+    return service == GATEWAY_SERVICE_USER? "service 'user' has no worker"
+                                          : "service 'audit' has no worker";
+}
+
 //  MHD's messages go to our log at debug level: a misbehaving client must
 //  not flood it.
 static void
@@ -223,6 +232,12 @@ s_probe_result (gateway_t *self, bool broker_up, gateway_service_state_t state)
     self->broker_up = broker_up;
     if (broker_up)
         self->services[self->probing] = state;
+    //  Requests queued in the broker for a service with no worker would
+    //  wait there until their deadline: answer them now
+    if (!broker_up)
+        gateway__fail_waiting (self, GATEWAY_SERVICE_COUNT_, "the broker does not answer");
+    else if (state == GATEWAY_SERVICE_DOWN)
+        gateway__fail_waiting (self, self->probing, gateway__no_worker (self->probing));
     self->probe_in_flight = false;
     self->probing = (gateway_service_t) ((self->probing + 1) % GATEWAY_SERVICE_COUNT_);
     self->probe_due_ms = mesh_mono_ms () + self->cfg.probe_ms;
@@ -358,7 +373,7 @@ gateway_run (gateway_t *self, int signal_fd)
             break;
     }
     //  Whatever still waits gets 503; give MHD a bounded moment to send it
-    gateway__abandon_waiting (self);
+    gateway__fail_waiting (self, GATEWAY_SERVICE_COUNT_, "the gateway is shutting down");
     gateway_sse_end_all (self->sse);
     int64_t flush_until_ms = mesh_mono_ms () + S_FINAL_FLUSH_MS;
     while (mesh_mono_ms () < flush_until_ms) {

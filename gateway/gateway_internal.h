@@ -59,6 +59,10 @@ struct gateway_s {
 const char *
     gateway__service_name (gateway_service_t service);
 
+//  Why a call to `service` fails while it has no worker (static text).
+const char *
+    gateway__no_worker (gateway_service_t service);
+
 //  MHD's access handler and completion callback (gateway_request.c).
 enum MHD_Result
     gateway__on_access (void *cls, struct MHD_Connection *connection, const char *url,
@@ -72,9 +76,10 @@ void
 void
     gateway__on_reply (gateway_t *self, const mesh_reply_t *reply);
 
-//  Answer 503 to every request still waiting for the mesh (drain bound).
+//  Answer 503 with `why` to the requests waiting for `service`, or for
+//  any service when it is GATEWAY_SERVICE_COUNT_.
 void
-    gateway__abandon_waiting (gateway_t *self);
+    gateway__fail_waiting (gateway_t *self, gateway_service_t service, const char *why);
 
 //  Free every request state left (after the HTTP server has stopped).
 void

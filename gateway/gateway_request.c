@@ -64,6 +64,7 @@ struct gateway_request_s {
     msgpack_sbuffer packed;     //  Call body, kept for the one retry
     bool retried;               //  The one retry on unavailable was used
     bool in_mesh;               //  A call with this tag is in flight
+    bool answered;              //  The mesh's answer, or a 503 instead, is decided
     bool defer;                 //  Answers wait for MHD's next call (see s_queue)
     struct MHD_Response *response;  //  Built early or while suspended; queued next call
 };
@@ -553,8 +554,7 @@ s_fail_fast (gateway_request_t *request)
     if (!self->broker_up && self->services[request->service] != GATEWAY_SERVICE_UNKNOWN)
         return "the broker does not answer";
     if (self->services[request->service] == GATEWAY_SERVICE_DOWN)
-        return request->service == GATEWAY_SERVICE_USER? "service 'user' has no worker"
-                                                       : "service 'audit' has no worker";
+        return gateway__no_worker (request->service);
     return NULL;
 }
 
@@ -690,8 +690,8 @@ gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
         s_request_free (request);   //  MHD is done with it (shutdown)
         return;
     }
-    if (request->response)
-        return;                     //  Already answered (drain bound)
+    if (request->answered)
+        return;                     //  Answered early (fail_waiting)
     if (s_should_retry (request, reply->code) && !request->owner->draining) {
         request->retried = true;
         mesh_log_kv (MESH_LOG_DEBUG, "retrying once after unavailable", "request_id",
@@ -699,6 +699,7 @@ gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
         if (s_send (request) == 0)
             return;
     }
+    request->answered = true;
     request->response = s_reply_response (request, reply);
     if (!request->response)
         request->status = 0;
@@ -706,14 +707,17 @@ gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
 }
 
 //  --------------------------------------------------------------------------
-//  Answer 503 to every request still waiting for the mesh.
+//  Answer 503 to the requests waiting for `service` (every service when it
+//  is GATEWAY_SERVICE_COUNT_). Their calls stay in flight until their
+//  outcome or deadline comes, which then finds them answered.
 void
-gateway__abandon_waiting (gateway_t *self)
+gateway__fail_waiting (gateway_t *self, gateway_service_t service, const char *why)
 {
     for (gateway_request_t *request = self->requests; request; request = request->next)
-        if (request->in_mesh && request->connection && !request->response) {
-            request->response = s_problem_response (request, GATEWAY_PROBLEM_UNAVAILABLE,
-                                                    "the gateway is shutting down",
+        if (request->in_mesh && request->connection && !request->answered
+            && (service == GATEWAY_SERVICE_COUNT_ || request->service == service)) {
+            request->answered = true;
+            request->response = s_problem_response (request, GATEWAY_PROBLEM_UNAVAILABLE, why,
                                                     &request->status);
             MHD_resume_connection (request->connection);
         }
