@@ -26,7 +26,7 @@ static const char *const s_gateway_flags[] = { "--log-level", "info", NULL };
 static void
 s_setup (void)
 {
-    mesh_test_mesh_start (&s_mesh, "test_gateway_api", 1, s_user_flags, s_gateway_flags);
+    mesh_test_mesh_start (&s_mesh, "test_gateway_api", 0, 1, s_user_flags, s_gateway_flags);
 }
 
 static void

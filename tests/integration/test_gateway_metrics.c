@@ -19,7 +19,7 @@ static mesh_test_mesh_t s_mesh;
 static void
 s_setup (void)
 {
-    mesh_test_mesh_start (&s_mesh, "test_gateway_metrics", 1, NULL, NULL);
+    mesh_test_mesh_start (&s_mesh, "test_gateway_metrics", 0, 1, NULL, NULL);
 }
 
 static void

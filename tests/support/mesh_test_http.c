@@ -209,7 +209,7 @@ mesh_test_mesh_user_start (mesh_test_mesh_t *mesh, size_t index)
         "--broker", mesh->broker.endpoint,
         "--database-url", mesh->pg.conninfo,
         "--workers", "2",
-        "--heartbeat-ms", "200",
+        "--heartbeat-ms", mesh->heartbeat,
         "--admin", "127.0.0.1:0",
     };
     size_t count = 11;
@@ -276,13 +276,18 @@ mesh_test_mesh_gateway_start (mesh_test_mesh_t *mesh, const char *const *gateway
 
 //  --------------------------------------------------------------------------
 bool
-mesh_test_mesh_start (mesh_test_mesh_t *mesh, const char *prefix, size_t users,
-                      const char *const *user_extra, const char *const *gateway_extra)
+mesh_test_mesh_start (mesh_test_mesh_t *mesh, const char *prefix, int heartbeat_ms,
+                      size_t users, const char *const *user_extra,
+                      const char *const *gateway_extra)
 {
     memset (mesh, 0, sizeof *mesh);
+    if (heartbeat_ms <= 0)
+        heartbeat_ms = 200;
+    snprintf (mesh->heartbeat, sizeof mesh->heartbeat, "%d", heartbeat_ms);
     if (!mesh_test_pg_schema_new (&mesh->pg, prefix))
         return false;
-    cr_assert (mesh_test_broker_start (&mesh->broker, 200, NULL), "broker did not start");
+    cr_assert (mesh_test_broker_start (&mesh->broker, heartbeat_ms, NULL),
+               "broker did not start");
     mesh->user_extra = user_extra;
     for (size_t index = 0; index < users; index++)
         mesh_test_mesh_user_start (mesh, index);

@@ -26,17 +26,20 @@ typedef struct {
     int http_port;
     char base[64];              //  http://127.0.0.1:port
     const char *const *user_extra;  //  Extra mesh-user flags (borrowed)
+    char heartbeat[16];         //  Of broker and users, in ms
 } mesh_test_mesh_t;
 
-//  Start a schema named after `prefix`, a broker (heartbeat 200 ms), `users`
+//  Start a schema named after `prefix`, a broker (heartbeat `heartbeat_ms`,
+//  0: 200 ms; the users use the same), `users`
 //  mesh-user processes of 2 workers each with `user_extra` flags (may be
 //  NULL; borrowed for restarts) and the gateway with `gateway_extra` flags
 //  (may be NULL), then wait until /ready answers 200. Returns false when
 //  DATABASE_URL is unset (the test then skips); fails the test when
 //  anything does not start.
 bool
-    mesh_test_mesh_start (mesh_test_mesh_t *mesh, const char *prefix, size_t users,
-                          const char *const *user_extra, const char *const *gateway_extra);
+    mesh_test_mesh_start (mesh_test_mesh_t *mesh, const char *prefix, int heartbeat_ms,
+                          size_t users, const char *const *user_extra,
+                          const char *const *gateway_extra);
 
 //  Start mesh-user number `index` (0-based) again, or for the first time.
 void
