@@ -1,0 +1,234 @@
+/*  =========================================================================
+    test_gateway_load - concurrency and failures behind the gateway
+    100 concurrent keep-alive clients (libcurl multi) are all served, over
+    at most one connection each, and the request ids they send show up in
+    the gateway's and the worker's logs. A user process killed during load
+    costs no failed GET (the broker answers unavailable, the gateway retries
+    once on the other process); with every user process gone GETs get 503 +
+    Retry-After before their deadline; started again, 200.
+    Skipped without DATABASE_URL.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "mesh_test_http.h"
+
+#include "mesh/mesh_time.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_MAX_CLIENTS 100
+
+static mesh_test_mesh_t s_mesh;
+static const char *const s_user_flags[] = { "--log-level", "debug", NULL };
+static const char *const s_gateway_flags[] = { "--log-level", "info", NULL };
+
+static void
+s_setup (void)
+{
+    mesh_test_mesh_start (&s_mesh, "test_gateway_load", 0, 2, s_user_flags, s_gateway_flags);
+}
+
+static void
+s_teardown (void)
+{
+    mesh_test_mesh_stop (&s_mesh);
+}
+
+TestSuite (gateway_load, .init = s_setup, .fini = s_teardown, .timeout = 180.);
+
+//  One client of the load: its own easy handle, so its own connection.
+typedef struct {
+    CURL *easy;
+    struct curl_slist *headers;
+    int index;
+    int done;                   //  Requests answered
+} s_client_t;
+
+//  What a load run saw.
+typedef struct {
+    int ok;                     //  200s
+    int failed;                 //  Anything else (status or transport)
+    long connects;              //  New connections opened, all clients
+    long last_status;           //  Of the last failure
+} s_outcome_t;
+
+static size_t
+s_discard (char *data, size_t size, size_t count, void *arg)
+{
+    (void) data;
+    (void) arg;
+    return size * count;
+}
+
+//  Point the client's next request at `url` with X-Request-ID load-C-N.
+static void
+s_client_prepare (s_client_t *client, const char *url)
+{
+    char header[64];
+    snprintf (header, sizeof header, "X-Request-ID: load-%d-%d", client->index, client->done);
+    curl_slist_free_all (client->headers);
+    client->headers = curl_slist_append (NULL, header);
+    curl_easy_setopt (client->easy, CURLOPT_URL, url);
+    curl_easy_setopt (client->easy, CURLOPT_HTTPHEADER, client->headers);
+}
+
+//  Run `count` clients doing `each` GETs of `url` one after another, all
+//  at once. `on_progress` (may be NULL) runs after every answer with the
+//  number answered so far. Bounded at 60 s.
+static s_outcome_t
+s_load (int count, int each, const char *url, void (*on_progress) (int answered))
+{
+    cr_assert_leq (count, S_MAX_CLIENTS);
+    s_client_t clients[S_MAX_CLIENTS];
+    CURLM *multi = curl_multi_init ();
+    curl_multi_setopt (multi, CURLMOPT_MAXCONNECTS, (long) count);
+    for (int index = 0; index < count; index++) {
+        s_client_t *client = &clients[index];
+        memset (client, 0, sizeof *client);
+        client->index = index;
+        client->easy = curl_easy_init ();
+        curl_easy_setopt (client->easy, CURLOPT_NOPROXY, "*");
+        curl_easy_setopt (client->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt (client->easy, CURLOPT_TIMEOUT_MS, 10000L);
+        curl_easy_setopt (client->easy, CURLOPT_WRITEFUNCTION, s_discard);
+        curl_easy_setopt (client->easy, CURLOPT_PRIVATE, client);
+        s_client_prepare (client, url);
+        curl_multi_add_handle (multi, client->easy);
+    }
+    s_outcome_t outcome = { 0 };
+    int running = count, answered = 0;
+    int64_t until = mesh_mono_ms () + 60000;
+    while (answered < count * each && mesh_mono_ms () < until) {
+        curl_multi_perform (multi, &running);
+        CURLMsg *message;
+        int left = 0;
+        while ((message = curl_multi_info_read (multi, &left))) {
+            if (message->msg != CURLMSG_DONE)
+                continue;
+            s_client_t *client = NULL;
+            curl_easy_getinfo (message->easy_handle, CURLINFO_PRIVATE, (char **) &client);
+            long status = 0, connects = 0;
+            curl_easy_getinfo (client->easy, CURLINFO_RESPONSE_CODE, &status);
+            curl_easy_getinfo (client->easy, CURLINFO_NUM_CONNECTS, &connects);
+            outcome.connects += connects;
+            if (message->data.result == CURLE_OK && status == 200)
+                outcome.ok++;
+            else {
+                outcome.failed++;
+                outcome.last_status = status;
+            }
+            answered++;
+            client->done++;
+            curl_multi_remove_handle (multi, client->easy);
+            if (client->done < each) {
+                s_client_prepare (client, url);
+                curl_multi_add_handle (multi, client->easy);
+            }
+            if (on_progress)
+                on_progress (answered);
+        }
+        curl_multi_poll (multi, NULL, 0, 100, NULL);
+    }
+    for (int index = 0; index < count; index++) {
+        curl_multi_remove_handle (multi, clients[index].easy);
+        curl_easy_cleanup (clients[index].easy);
+        curl_slist_free_all (clients[index].headers);
+    }
+    curl_multi_cleanup (multi);
+    cr_assert_eq (answered, count * each, "load did not finish in time");
+    return outcome;
+}
+
+//  Create a user; its URL into `url`.
+static void
+s_user_url (const char *email, char *url, size_t size)
+{
+    char create[128], body[128];
+    snprintf (create, sizeof create, "%s/v1/users", s_mesh.base);
+    snprintf (body, sizeof body, "{\"name\":\"Load\",\"email\":\"%s\"}", email);
+    mesh_test_http_response_t response = mesh_test_http_do ("POST", create, body, NULL);
+    cr_assert_eq (response.status, 201, "%s", response.body);
+    char location[96];
+    cr_assert (mesh_test_http_header (&response, "Location", location, sizeof location));
+    snprintf (url, size, "%s%s", s_mesh.base, location);
+    mesh_test_http_response_free (&response);
+}
+
+Test (gateway_load, hundred_keepalive_clients)
+{
+    if (!s_mesh.gateway)
+        cr_skip_test ("DATABASE_URL is not set");
+    char url[160];
+    s_user_url ("hundred@example.com", url, sizeof url);
+    s_outcome_t outcome = s_load (100, 10, url, NULL);
+    cr_assert_eq (outcome.ok, 1000, "%d failed, last status %ld", outcome.failed,
+                  outcome.last_status);
+    cr_assert_leq (outcome.connects, 100, "keep-alive: %ld connections", outcome.connects);
+    //  Each process that touched a request logs its X-Request-ID
+    cr_assert (mesh_proc_wait_log (s_mesh.gateway, "\"request_id\":\"load-42-7\"", 5000));
+    char *first = mesh_proc_log (s_mesh.users[0]);
+    char *second = mesh_proc_log (s_mesh.users[1]);
+    bool in_worker = strstr (first, "\"request_id\":\"load-42-7\"")
+                  || strstr (second, "\"request_id\":\"load-42-7\"");
+    free (first);
+    free (second);
+    cr_assert (in_worker, "no worker logged request id load-42-7");
+}
+
+//  Kill the first user process once the load is under way.
+static void
+s_kill_first_user (int answered)
+{
+    if (answered == 100)
+        mesh_proc_signal (s_mesh.users[0], SIGKILL);
+}
+
+Test (gateway_load, worker_killed_all_stopped_started_again)
+{
+    if (!s_mesh.gateway)
+        cr_skip_test ("DATABASE_URL is not set");
+    char url[160];
+    s_user_url ("killed@example.com", url, sizeof url);
+    s_outcome_t outcome = s_load (20, 25, url, s_kill_first_user);
+    cr_assert_eq (outcome.ok, 500, "%d GETs failed while a worker died (last status %ld)",
+                  outcome.failed, outcome.last_status);
+    mesh_proc_destroy (&s_mesh.users[0]);
+    //  The kill did catch requests in flight, and they were retried
+    char metrics_url[128];
+    snprintf (metrics_url, sizeof metrics_url, "%s/metrics", s_mesh.base);
+    mesh_test_http_response_t metrics = mesh_test_http_do ("GET", metrics_url, NULL, NULL);
+    cr_assert_geq (mesh_test_metric (metrics.body, "mesh_calls_total",
+                                     "service=\"user\",method=\"user.get\",outcome=\"unavailable\""),
+                   1.0, "no call met the dead worker:\n%s", metrics.body);
+    mesh_test_http_response_free (&metrics);
+
+    //  Every user process gone: 503 + Retry-After, well before the 5 s deadline
+    mesh_proc_signal (s_mesh.users[1], SIGKILL);
+    int64_t started = mesh_mono_ms ();
+    mesh_test_http_response_t response = mesh_test_http_do ("GET", url, NULL, NULL);
+    int64_t elapsed = mesh_mono_ms () - started;
+    json_decref (mesh_test_expect_problem (&response, 503, "urn:zmesh:problem:unavailable"));
+    char retry[16];
+    cr_assert (mesh_test_http_header (&response, "Retry-After", retry, sizeof retry));
+    cr_assert_lt (elapsed, 4500, "503 took %ld ms", (long) elapsed);
+    mesh_test_http_response_free (&response);
+    mesh_proc_destroy (&s_mesh.users[1]);
+    cr_assert (mesh_test_wait_ready (s_mesh.base, 503, 5000));
+    started = mesh_mono_ms ();
+    response = mesh_test_http_do ("GET", url, NULL, NULL);
+    json_decref (mesh_test_expect_problem (&response, 503, "urn:zmesh:problem:unavailable"));
+    cr_assert_lt (mesh_mono_ms () - started, 1000, "a known outage answers at once");
+    mesh_test_http_response_free (&response);
+
+    //  Started again: 200 as soon as the gateway has seen the worker
+    mesh_test_mesh_user_start (&s_mesh, 0);
+    cr_assert (mesh_test_wait_ready (s_mesh.base, 200, 15000));
+    response = mesh_test_http_do ("GET", url, NULL, NULL);
+    cr_assert_eq (response.status, 200, "%s", response.body);
+    mesh_test_http_response_free (&response);
+}

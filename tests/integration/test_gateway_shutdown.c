@@ -1,0 +1,111 @@
+/*  =========================================================================
+    test_gateway_shutdown - SIGTERM drains the gateway
+    A GET waits on a worker (its process is stopped with SIGSTOP, so the
+    request stays in flight; heartbeats are slow enough that the broker
+    does not give up on it meanwhile). SIGTERM: /ready turns 503 at once
+    while the gateway still serves, the waiting GET is answered 200 when
+    the worker resumes, and the gateway exits 0. Skipped without
+    DATABASE_URL.
+    SPDX-License-Identifier: MPL-2.0
+    =========================================================================  */
+#include "mesh_test_http.h"
+
+#include "mesh/mesh_time.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static mesh_test_mesh_t s_mesh;
+
+static void
+s_setup (void)
+{
+    //  Heartbeat 2 s: a stopped worker is declared dead only after 6 s
+    mesh_test_mesh_start (&s_mesh, "test_gateway_shutdown", 2000, 1, NULL, NULL);
+}
+
+static void
+s_teardown (void)
+{
+    if (s_mesh.users[0])
+        mesh_proc_signal (s_mesh.users[0], SIGCONT);
+    mesh_test_mesh_stop (&s_mesh);
+}
+
+TestSuite (gateway_shutdown, .init = s_setup, .fini = s_teardown, .timeout = 120.);
+
+static size_t
+s_keep (char *data, size_t size, size_t count, void *arg)
+{
+    (void) data;
+    (void) arg;
+    return size * count;
+}
+
+Test (gateway_shutdown, sigterm_turns_ready_503_and_finishes_in_flight)
+{
+    if (!s_mesh.gateway)
+        cr_skip_test ("DATABASE_URL is not set");
+    char url[160], create[128];
+    snprintf (create, sizeof create, "%s/v1/users", s_mesh.base);
+    mesh_test_http_response_t response = mesh_test_http_do (
+        "POST", create, "{\"name\":\"Drain\",\"email\":\"drain@example.com\"}", NULL);
+    cr_assert_eq (response.status, 201);
+    char location[96];
+    cr_assert (mesh_test_http_header (&response, "Location", location, sizeof location));
+    snprintf (url, sizeof url, "%s%s", s_mesh.base, location);
+    mesh_test_http_response_free (&response);
+
+    //  The GET goes out and waits on the stopped worker
+    mesh_proc_signal (s_mesh.users[0], SIGSTOP);
+    CURLM *multi = curl_multi_init ();
+    CURL *easy = curl_easy_init ();
+    curl_easy_setopt (easy, CURLOPT_URL, url);
+    curl_easy_setopt (easy, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_keep);
+    curl_multi_add_handle (multi, easy);
+    int running = 1;
+    int64_t until = mesh_mono_ms () + 5000;
+    bool in_flight = false;
+    while (!in_flight && mesh_mono_ms () < until) {
+        curl_multi_perform (multi, &running);
+        mesh_test_service_stats_t stats;
+        in_flight = mesh_test_service_stats (s_mesh.broker.endpoint, "user", &stats, 1000)
+                 && stats.in_flight >= 1;
+    }
+    cr_assert (in_flight, "the GET did not reach the worker");
+
+    mesh_proc_signal (s_mesh.gateway, SIGTERM);
+    //  Draining: /ready says 503 (the gateway still answers), from the start
+    cr_assert (mesh_test_wait_ready (s_mesh.base, 503, 2000), "/ready did not turn 503");
+    cr_assert_eq (running, 1);
+
+    //  The worker wakes up; the GET it holds is answered 200
+    mesh_proc_signal (s_mesh.users[0], SIGCONT);
+    until = mesh_mono_ms () + 8000;
+    while (running && mesh_mono_ms () < until) {
+        curl_multi_perform (multi, &running);
+        curl_multi_poll (multi, NULL, 0, 100, NULL);
+    }
+    cr_assert_eq (running, 0, "the in-flight GET was not answered");
+    long status = 0;
+    curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
+    cr_assert_eq (status, 200);
+    curl_multi_remove_handle (multi, easy);
+    curl_easy_cleanup (easy);
+    curl_multi_cleanup (multi);
+
+    int exit_status = -1;
+    cr_assert (mesh_proc_wait_exit (s_mesh.gateway, 5000, &exit_status),
+               "the gateway did not exit after draining");
+    cr_assert (WIFEXITED (exit_status) && WEXITSTATUS (exit_status) == 0, "status %d",
+               exit_status);
+    mesh_proc_destroy (&s_mesh.gateway);
+}
