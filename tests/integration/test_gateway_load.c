@@ -57,14 +57,6 @@ typedef struct {
     long last_status;           //  Of the last failure
 } s_outcome_t;
 
-static size_t
-s_discard (char *data, size_t size, size_t count, void *arg)
-{
-    (void) data;
-    (void) arg;
-    return size * count;
-}
-
 //  Point the client's next request at `url` with X-Request-ID load-C-N.
 static void
 s_client_prepare (s_client_t *client, const char *url)
@@ -91,11 +83,7 @@ s_load (int count, int each, const char *url, void (*on_progress) (int answered)
         s_client_t *client = &clients[index];
         memset (client, 0, sizeof *client);
         client->index = index;
-        client->easy = curl_easy_init ();
-        curl_easy_setopt (client->easy, CURLOPT_NOPROXY, "*");
-        curl_easy_setopt (client->easy, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt (client->easy, CURLOPT_TIMEOUT_MS, 10000L);
-        curl_easy_setopt (client->easy, CURLOPT_WRITEFUNCTION, s_discard);
+        client->easy = mesh_test_curl_new (url, 10000L);
         curl_easy_setopt (client->easy, CURLOPT_PRIVATE, client);
         s_client_prepare (client, url);
         curl_multi_add_handle (multi, client->easy);
@@ -144,27 +132,12 @@ s_load (int count, int each, const char *url, void (*on_progress) (int answered)
     return outcome;
 }
 
-//  Create a user; its URL into `url`.
-static void
-s_user_url (const char *email, char *url, size_t size)
-{
-    char create[128], body[128];
-    snprintf (create, sizeof create, "%s/v1/users", s_mesh.base);
-    snprintf (body, sizeof body, "{\"name\":\"Load\",\"email\":\"%s\"}", email);
-    mesh_test_http_response_t response = mesh_test_http_do ("POST", create, body, NULL);
-    cr_assert_eq (response.status, 201, "%s", response.body);
-    char location[96];
-    cr_assert (mesh_test_http_header (&response, "Location", location, sizeof location));
-    snprintf (url, size, "%s%s", s_mesh.base, location);
-    mesh_test_http_response_free (&response);
-}
-
 Test (gateway_load, hundred_keepalive_clients)
 {
     if (!s_mesh.gateway)
         cr_skip_test ("DATABASE_URL is not set");
     char url[160];
-    s_user_url ("hundred@example.com", url, sizeof url);
+    mesh_test_create_user (s_mesh.base, "Load", "hundred@example.com", url, sizeof url);
     s_outcome_t outcome = s_load (100, 10, url, NULL);
     cr_assert_eq (outcome.ok, 1000, "%d failed, last status %ld", outcome.failed,
                   outcome.last_status);
@@ -193,7 +166,7 @@ Test (gateway_load, worker_killed_all_stopped_started_again)
     if (!s_mesh.gateway)
         cr_skip_test ("DATABASE_URL is not set");
     char url[160];
-    s_user_url ("killed@example.com", url, sizeof url);
+    mesh_test_create_user (s_mesh.base, "Load", "killed@example.com", url, sizeof url);
     s_outcome_t outcome = s_load (20, 25, url, s_kill_first_user);
     cr_assert_eq (outcome.ok, 500, "%d GETs failed while a worker died (last status %ld)",
                   outcome.failed, outcome.last_status);

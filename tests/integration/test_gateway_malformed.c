@@ -28,24 +28,14 @@ static CURL *s_keepalive;           //  The well-behaved client, one connection
 //  The gateway closes idle or stalled connections after 2 s in these tests
 static const char *const s_gateway_flags[] = { "--idle-timeout-s", "2", NULL };
 
-static size_t
-s_discard (char *data, size_t size, size_t count, void *arg)
-{
-    (void) data;
-    (void) arg;
-    return size * count;
-}
-
 static void
 s_setup (void)
 {
     if (!mesh_test_mesh_start (&s_mesh, "test_gateway_malformed", 0, 1, NULL, s_gateway_flags))
         return;
-    s_keepalive = curl_easy_init ();
-    curl_easy_setopt (s_keepalive, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt (s_keepalive, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (s_keepalive, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt (s_keepalive, CURLOPT_WRITEFUNCTION, s_discard);
+    char url[128];
+    snprintf (url, sizeof url, "%s/v1/users?limit=1", s_mesh.base);
+    s_keepalive = mesh_test_curl_new (url, 5000L);
 }
 
 static void
@@ -62,9 +52,6 @@ TestSuite (gateway_malformed, .init = s_setup, .fini = s_teardown, .timeout = 12
 static void
 s_others_served (void)
 {
-    char url[128];
-    snprintf (url, sizeof url, "%s/v1/users?limit=1", s_mesh.base);
-    curl_easy_setopt (s_keepalive, CURLOPT_URL, url);
     cr_assert_eq (curl_easy_perform (s_keepalive), CURLE_OK);
     long status = 0;
     curl_easy_getinfo (s_keepalive, CURLINFO_RESPONSE_CODE, &status);

@@ -58,14 +58,6 @@ s_series_count (const char *text)
     return count;
 }
 
-static size_t
-s_discard (char *data, size_t size, size_t count, void *arg)
-{
-    (void) data;
-    (void) arg;
-    return size * count;
-}
-
 Test (gateway_metrics, route_templates_bound_the_series)
 {
     if (!s_mesh.gateway)
@@ -82,11 +74,7 @@ Test (gateway_metrics, route_templates_bound_the_series)
     size_t series_before = s_series_count (before);
 
     //  1000 different ids over one keep-alive connection
-    CURL *curl = curl_easy_init ();
-    curl_easy_setopt (curl, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_discard);
+    CURL *curl = mesh_test_curl_new (url, 10000L);
     for (int index = 0; index < 1000; index++) {
         snprintf (url, sizeof url, "%s/v1/users/00000000-0000-4000-8000-%012d", s_mesh.base,
                   index);

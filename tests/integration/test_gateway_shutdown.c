@@ -39,37 +39,17 @@ s_teardown (void)
 
 TestSuite (gateway_shutdown, .init = s_setup, .fini = s_teardown, .timeout = 120.);
 
-static size_t
-s_keep (char *data, size_t size, size_t count, void *arg)
-{
-    (void) data;
-    (void) arg;
-    return size * count;
-}
-
 Test (gateway_shutdown, sigterm_turns_ready_503_and_finishes_in_flight)
 {
     if (!s_mesh.gateway)
         cr_skip_test ("DATABASE_URL is not set");
-    char url[160], create[128];
-    snprintf (create, sizeof create, "%s/v1/users", s_mesh.base);
-    mesh_test_http_response_t response = mesh_test_http_do (
-        "POST", create, "{\"name\":\"Drain\",\"email\":\"drain@example.com\"}", NULL);
-    cr_assert_eq (response.status, 201);
-    char location[96];
-    cr_assert (mesh_test_http_header (&response, "Location", location, sizeof location));
-    snprintf (url, sizeof url, "%s%s", s_mesh.base, location);
-    mesh_test_http_response_free (&response);
+    char url[160];
+    mesh_test_create_user (s_mesh.base, "Drain", "drain@example.com", url, sizeof url);
 
     //  The GET goes out and waits on the stopped worker
     mesh_proc_signal (s_mesh.users[0], SIGSTOP);
     CURLM *multi = curl_multi_init ();
-    CURL *easy = curl_easy_init ();
-    curl_easy_setopt (easy, CURLOPT_URL, url);
-    curl_easy_setopt (easy, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_keep);
+    CURL *easy = mesh_test_curl_new (url, 10000L);
     curl_multi_add_handle (multi, easy);
     int running = 1;
     int64_t until = mesh_mono_ms () + 5000;

@@ -148,6 +148,44 @@ mesh_test_http_json (const mesh_test_http_response_t *response)
     return json;
 }
 
+static size_t
+s_discard (char *data, size_t size, size_t count, void *arg)
+{
+    (void) data;
+    (void) arg;
+    return size * count;
+}
+
+//  --------------------------------------------------------------------------
+CURL *
+mesh_test_curl_new (const char *url, long timeout_ms)
+{
+    CURL *curl = curl_easy_init ();
+    cr_assert_not_null (curl);
+    curl_easy_setopt (curl, CURLOPT_URL, url);
+    curl_easy_setopt (curl, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_discard);
+    return curl;
+}
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_create_user (const char *base, const char *name, const char *email, char *url,
+                       size_t size)
+{
+    char create[128], body[256];
+    snprintf (create, sizeof create, "%s/v1/users", base);
+    snprintf (body, sizeof body, "{\"name\":\"%s\",\"email\":\"%s\"}", name, email);
+    mesh_test_http_response_t response = mesh_test_http_do ("POST", create, body, NULL);
+    cr_assert_eq (response.status, 201, "%s", response.body);
+    char location[96];
+    cr_assert (mesh_test_http_header (&response, "Location", location, sizeof location));
+    snprintf (url, size, "%s%s", base, location);
+    mesh_test_http_response_free (&response);
+}
+
 //  --------------------------------------------------------------------------
 const char *
 mesh_test_json_str (const json_t *json, const char *name)

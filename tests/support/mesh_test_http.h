@@ -12,6 +12,7 @@
 
 #include "mesh_test.h"
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -108,6 +109,17 @@ json_t *
 json_t *
     mesh_test_expect_problem (const mesh_test_http_response_t *response, long status,
                               const char *type);
+
+//  A libcurl easy handle for loopback tests: `url`, no proxy, no signals,
+//  `timeout_ms` in all, the body discarded. Caller cleans it up.
+CURL *
+    mesh_test_curl_new (const char *url, long timeout_ms);
+
+//  POST base/v1/users {name, email}; fails the test unless 201. The new
+//  user's URL (base + Location) goes into `url`.
+void
+    mesh_test_create_user (const char *base, const char *name, const char *email, char *url,
+                           size_t size);
 
 //  String member `name` of object `json`, or NULL.
 const char *
