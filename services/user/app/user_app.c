@@ -306,6 +306,36 @@ user_app_list (user_app_t *self, const char *after, size_t after_len, const int6
 
 //  --------------------------------------------------------------------------
 //  Page accessors.
+int
+user_app_events (user_app_t *self, const int64_t *after_seq, const int64_t *limit,
+                 user_stored_event_t **events_p, size_t *count_p, const char **field,
+                 const char **why)
+{
+    assert (self);
+    assert (events_p && count_p);
+    s_clear (field, why);
+    *events_p = NULL;
+    *count_p = 0;
+    const char *bad_field = NULL, *bad_why = NULL;
+    if (!after_seq || *after_seq < 0) {
+        bad_field = "after_seq";
+        bad_why = "after_seq is required: the last seq seen (0 before the first event)";
+    }
+    else if (limit && (*limit < 1 || *limit > USER_APP_EVENTS_MAX)) {
+        bad_field = "limit";
+        bad_why = "limit must be between 1 and 1000";
+    }
+    if (bad_field) {
+        if (field)
+            *field = bad_field;
+        if (why)
+            *why = bad_why;
+        return MESH_EINVAL;
+    }
+    size_t size = limit? (size_t) *limit: USER_APP_EVENTS_DEFAULT;
+    return user_repo_events (self->repo, (uint64_t) *after_seq, size, events_p, count_p);
+}
+
 size_t
 user_page_count (const user_page_t *self)
 {

@@ -23,6 +23,8 @@
 
 #define USER_APP_LIST_DEFAULT 50    //  Page size when the request has no limit
 #define USER_APP_LIST_MAX 500       //  Largest page a request may ask for
+#define USER_APP_EVENTS_DEFAULT 100 //  Events per events.list reply without a limit
+#define USER_APP_EVENTS_MAX 1000    //  Largest events.list limit
 
 //  Where ids and times come from. Both functions are called with `arg`.
 typedef struct {
@@ -91,6 +93,17 @@ int
 int
     user_app_list (user_app_t *self, const char *after, size_t after_len, const int64_t *limit,
                    user_page_t **page_p, const char **field, const char **why);
+
+//  Events numbered by the relay with seq above `after_seq` (required:
+//  NULL or negative is MESH_EINVAL, field "after_seq"), in seq order, at
+//  most `limit` (NULL: USER_APP_EVENTS_DEFAULT; else 1..USER_APP_EVENTS_MAX,
+//  field "limit"). On 0 *events_p is a fresh array of *count_p events (NULL
+//  when none), freed with user_stored_events_free. Subscribers use it to
+//  catch up after a gap in the published stream.
+int
+    user_app_events (user_app_t *self, const int64_t *after_seq, const int64_t *limit,
+                     user_stored_event_t **events_p, size_t *count_p, const char **field,
+                     const char **why);
 
 //  Number of users on the page.
 size_t

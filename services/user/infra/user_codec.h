@@ -38,6 +38,19 @@ user_codec_fn user_codec_update;
 //  user.delete {id} -> {}
 user_codec_fn user_codec_delete;
 
+//  events.list {after_seq, limit?} -> {items: [event...]} in seq order
+user_codec_fn user_codec_events;
+
+//  CloudEvents `source` of the user service's events.
+#define USER_EVENT_SOURCE "/services/user"
+
+//  Pack one event as published and as events.list returns it: a map of
+//  CloudEvents 1.0 attributes (specversion, id, source, type, time,
+//  subject, datacontenttype "application/msgpack", data = the stored
+//  payload as is) plus seq, and trace when known.
+void
+    user_codec_pack_event (msgpack_packer *packer, const user_stored_event_t *event);
+
 //  Pack one user as a 5-entry map.
 void
     user_codec_pack_user (msgpack_packer *packer, const user_t *user);
