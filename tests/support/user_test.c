@@ -295,3 +295,35 @@ user_test_events_tally (const user_test_events_t *self, size_t upto, size_t *onc
             (*repeated)++;
     }
 }
+
+//  Run scripts/pg with `action` on `dir`; its stdout (first line) into `out`.
+static void
+s_scripts_pg (const char *action, const char *dir, char *out, size_t size)
+{
+    char command[2048];
+    snprintf (command, sizeof command, "'%s/scripts/pg' %s '%s' 2>>'%s.log'", MESH_SOURCE_DIR,
+              action, dir, dir);
+    FILE *pipe = popen (command, "r");
+    cr_assert_not_null (pipe, "cannot run %s", command);
+    char line[1024] = "";
+    if (!fgets (line, sizeof line, pipe))
+        line[0] = '\0';
+    int status = pclose (pipe);
+    cr_assert_eq (status, 0, "%s failed (status %d); see %s.log", command, status, dir);
+    line[strcspn (line, "\n")] = '\0';
+    if (out)
+        snprintf (out, size, "%s", line);
+}
+
+void
+user_test_cluster_start (const char *dir, char *url, size_t size)
+{
+    s_scripts_pg ("start", dir, url, size);
+    cr_assert (url == NULL || strncmp (url, "postgresql://", 13) == 0, "url: %s", url);
+}
+
+void
+user_test_cluster_stop (const char *dir)
+{
+    s_scripts_pg ("stop", dir, NULL, 0);
+}

@@ -107,4 +107,13 @@ void
     user_test_events_tally (const user_test_events_t *self, size_t upto, size_t *once,
                             size_t *missing, size_t *repeated);
 
+//  A private PostgreSQL cluster of a test's own (scripts/pg), for tests
+//  that stop and start the server. `dir` is the cluster's folder (created
+//  when missing). Start writes its DATABASE_URL to `url`; a restarted
+//  cluster keeps its port, so the URL stays valid. Both assert success.
+void
+    user_test_cluster_start (const char *dir, char *url, size_t size);
+void
+    user_test_cluster_stop (const char *dir);
+
 #endif
