@@ -49,7 +49,7 @@ s_teardown (void)
     mesh_client_destroy (&s_client);
     mesh_test_sockets_destroy (&s_sockets);
     for (int index = 0; index < S_MAX_PROCS; index++)
-        mesh_proc_destroy (&s_users[index]);
+        user_test_stop (&s_users[index]);
     mesh_test_broker_stop (&s_broker);
     mesh_test_pg_schema_drop (&s_pg);
 }

@@ -9,6 +9,8 @@
 #include "mesh/mesh_time.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,22 @@ user_test_start (const mesh_test_broker_t *broker, const char *conninfo, int wor
     mesh_proc_t *proc = mesh_proc_start (argv, NULL);
     cr_assert_not_null (proc, "cannot start %s", bin);
     return proc;
+}
+
+void
+user_test_stop (mesh_proc_t **proc_p)
+{
+    if (!*proc_p)
+        return;
+    mesh_proc_signal (*proc_p, SIGTERM);
+    int status = -1;
+    bool exited = mesh_proc_wait_exit (*proc_p, 15000, &status);
+    char *log = mesh_proc_log (*proc_p);
+    cr_expect (exited, "mesh-user did not exit on SIGTERM; log:\n%s", log);
+    cr_expect (exited && WIFEXITED (status) && WEXITSTATUS (status) == 0,
+               "mesh-user exit status %d; log:\n%s", status, log);
+    free (log);
+    mesh_proc_destroy (proc_p);
 }
 
 mesh_reply_t

@@ -25,6 +25,12 @@ mesh_proc_t *
     user_test_start (const mesh_test_broker_t *broker, const char *conninfo, int workers,
                      const char *admin_addr, const char *const *extra);
 
+//  Stop a mesh-user with SIGTERM and expect exit status 0 within 15 s (a
+//  TSan-built process exits 66 when it saw a race); destroys it. Tolerates
+//  NULL.
+void
+    user_test_stop (mesh_proc_t **proc_p);
+
 //  Call `method` of service user with a packed `body` (NULL: nil) and an
 //  idempotency key (NULL: none), deadline `timeout_ms` (0: 10 s). The reply
 //  is borrowed until the next call on the client.
