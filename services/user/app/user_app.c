@@ -163,6 +163,43 @@ user_app_get (user_app_t *self, const char *id, size_t id_len, user_t **user_p,
 }
 
 //  --------------------------------------------------------------------------
+//  Several gets; the valid ids go to the repository together.
+int
+user_app_get_many (user_app_t *self, const user_app_id_t *ids, size_t count, user_t **users,
+                   int *rcs, const char **fields, const char **whys)
+{
+    assert (self);
+    assert (count <= USER_APP_GET_MANY_MAX);
+    char norm[USER_APP_GET_MANY_MAX][USER_ID_SIZE];
+    const char *valid[USER_APP_GET_MANY_MAX];
+    size_t slot_of[USER_APP_GET_MANY_MAX];
+    user_t *found[USER_APP_GET_MANY_MAX];
+    int found_rcs[USER_APP_GET_MANY_MAX];
+    size_t valid_count = 0;
+    for (size_t index = 0; index < count; index++) {
+        users[index] = NULL;
+        fields[index] = whys[index] = NULL;
+        assert (ids[index].ptr || ids[index].len == 0);
+        rcs[index] = s_id (ids[index].ptr, ids[index].len, "id", norm[index], &fields[index],
+                           &whys[index]);
+        if (rcs[index] == 0) {
+            valid[valid_count] = norm[index];
+            slot_of[valid_count++] = index;
+        }
+    }
+    if (valid_count == 0)
+        return 0;
+    int rc = user_repo_find_many (self->repo, valid, valid_count, found, found_rcs);
+    if (rc)
+        return rc;
+    for (size_t index = 0; index < valid_count; index++) {
+        users[slot_of[index]] = found[index];
+        rcs[slot_of[index]] = found_rcs[index];
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Change name and/or email; writes user.updated with the new state.
 int
 user_app_update (user_app_t *self, const char *id, size_t id_len, const char *name,

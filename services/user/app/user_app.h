@@ -69,6 +69,25 @@ int
     user_app_get (user_app_t *self, const char *id, size_t id_len, user_t **user_p,
                   const char **field, const char **why);
 
+//  A request id as sent: bytes and length (not NUL-terminated).
+typedef struct {
+    const char *ptr;
+    size_t len;
+} user_app_id_t;
+
+//  Most ids one user_app_get_many call takes.
+#define USER_APP_GET_MANY_MAX 64
+
+//  user_app_get for `count` ids (at most USER_APP_GET_MANY_MAX) at once, so
+//  the repository can fetch them together. For each i: rcs[i] is 0 with
+//  users[i] a fresh user the caller destroys, or MESH_EINVAL (fields[i],
+//  whys[i] as user_app_get sets them) or MESH_ENOTFOUND with users[i] NULL.
+//  Returns 0, or a store error that holds for every request (then every
+//  users[i] is NULL and rcs[i] is 0 for the ids that were valid).
+int
+    user_app_get_many (user_app_t *self, const user_app_id_t *ids, size_t count,
+                       user_t **users, int *rcs, const char **fields, const char **whys);
+
 //  Change the name and/or the email of a user; NULL leaves a field as it
 //  is, and at least one must be given (else MESH_EINVAL, field "name").
 //  updated_at becomes now; writes a user.updated event with the new state.

@@ -7,6 +7,7 @@
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_err.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -189,6 +190,39 @@ user_codec_get (user_app_t *app, const msgpack_object *body, msgpack_packer *rep
     const char *field = NULL, *why = NULL;
     rc = user_app_get (app, id.ptr, id.len, &user, &field, &why);
     return s_reply_user (rc, &user, field, why, reply, message, message_size);
+}
+
+void
+user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_t count,
+                     msgpack_packer *const *replies, char *const *messages, size_t message_size,
+                     int *rcs)
+{
+    assert (count <= USER_APP_GET_MANY_MAX);
+    user_app_id_t ids[USER_APP_GET_MANY_MAX];
+    size_t slot_of[USER_APP_GET_MANY_MAX];
+    size_t asked = 0;
+    for (size_t index = 0; index < count; index++) {
+        messages[index][0] = '\0';
+        s_str_t id;
+        rcs[index] = s_need_map (bodies[index], false, messages[index], message_size);
+        if (!rcs[index])
+            rcs[index] = s_field_str (bodies[index], "id", true, &id, messages[index],
+                                      message_size);
+        if (!rcs[index]) {
+            ids[asked] = (user_app_id_t) { id.ptr, id.len };
+            slot_of[asked++] = index;
+        }
+    }
+    user_t *users[USER_APP_GET_MANY_MAX];
+    int app_rcs[USER_APP_GET_MANY_MAX];
+    const char *fields[USER_APP_GET_MANY_MAX], *whys[USER_APP_GET_MANY_MAX];
+    int rc = asked ? user_app_get_many (app, ids, asked, users, app_rcs, fields, whys) : 0;
+    for (size_t index = 0; index < asked; index++) {
+        size_t slot = slot_of[index];
+        int app_rc = rc && app_rcs[index] == 0 ? rc : app_rcs[index];
+        rcs[slot] = s_reply_user (app_rc, &users[index], fields[index], whys[index],
+                                  replies[slot], messages[slot], message_size);
+    }
 }
 
 int

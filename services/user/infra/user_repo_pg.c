@@ -478,6 +478,71 @@ s_find (user_repo_t *repo, const char *id, user_t **user_p)
 }
 
 //  --------------------------------------------------------------------------
+//  Fetch several users in one round trip: libpq's pipeline mode sends every
+//  S_FIND, then one Sync, and reads the results in order. Reads only, so
+//  one implicit transaction for all of them is harmless.
+static int
+s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **users, int *rcs)
+{
+    s_repo_t *self = s_self (repo);
+    for (size_t index = 0; index < count; index++)
+        users[index] = NULL;
+    if (count == 1) {
+        rcs[0] = s_find (repo, ids[0], &users[0]);
+        return rcs[0] == 0 || rcs[0] == MESH_ENOTFOUND? 0: rcs[0];
+    }
+    int rc = s_ready (self);
+    if (rc)
+        return rc;
+    int64_t started_us = mesh_mono_us ();
+    if (!PQenterPipelineMode (self->conn))
+        return s_failure (self, NULL, "pipeline");
+    for (size_t index = 0; index < count && rc == 0; index++)
+        if (!PQsendQueryPrepared (self->conn, s_statements[S_FIND].name, 1, &ids[index], NULL,
+                                  NULL, 0))
+            rc = s_failure (self, NULL, s_statements[S_FIND].name);
+    if (rc == 0 && !PQpipelineSync (self->conn))
+        rc = s_failure (self, NULL, "pipeline sync");
+    //  Read every result up to the Sync's, even after a failure, so the
+    //  connection leaves pipeline mode clean
+    for (size_t index = 0; index < count && rc == 0; index++) {
+        PGresult *result = PQgetResult (self->conn);
+        if (PQresultStatus (result) != PGRES_TUPLES_OK)
+            rc = s_failure (self, result, s_statements[S_FIND].name);
+        else if (PQntuples (result) == 0)
+            rcs[index] = MESH_ENOTFOUND;
+        else
+            rcs[index] = s_user_from_row (result, 0, &users[index]);
+        PQclear (result);
+        if (rc == 0 && rcs[index] != 0 && rcs[index] != MESH_ENOTFOUND)
+            rc = rcs[index];
+        PQclear (PQgetResult (self->conn));     //  NULL: end of this query's results
+    }
+    if (PQstatus (self->conn) == CONNECTION_OK) {
+        //  After a failure: the rest of the queries' results (aborted), each
+        //  followed by NULL, then the Sync's; bounded by their number
+        for (size_t spins = 0; spins < 2 * count + 4; spins++) {
+            PGresult *result = PQgetResult (self->conn);
+            bool synced = PQresultStatus (result) == PGRES_PIPELINE_SYNC;
+            PQclear (result);
+            if (synced)
+                break;
+        }
+        if (!PQexitPipelineMode (self->conn))
+            self->broken = true;    //  Confused: start afresh next time
+    }
+    if (self->metrics) {
+        double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+        for (size_t index = 0; index < count; index++)
+            mesh_histogram_observe (self->metrics->duration[S_FIND], seconds);
+    }
+    if (rc)
+        for (size_t index = 0; index < count; index++)
+            user_destroy (&users[index]);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
 //  Replace name, email and updated_at, with the user.updated event.
 static int
 s_update (user_repo_t *repo, const user_t *user, const user_event_t *event)
@@ -729,6 +794,7 @@ s_destroy (user_repo_t **self_p)
 static const user_repo_ops_t s_ops = {
     .insert = s_insert,
     .find = s_find,
+    .find_many = s_find_many,
     .update = s_update,
     .remove = s_remove,
     .list = s_list,

@@ -33,6 +33,9 @@ static const s_method_t s_methods[] = {
     { "events.list", user_codec_events, false },
 };
 #define S_METHOD_COUNT (sizeof s_methods / sizeof s_methods[0])
+#define S_METHOD_GET 1      //  Row of user.get: batched by user_worker_handle_batch
+_Static_assert (MESH_WORKER_MAX_BATCH <= USER_APP_GET_MANY_MAX,
+                "a whole batch of gets must fit one user_app_get_many call");
 //  Row of the metrics table for methods not in s_methods (a bounded label:
 //  never the raw method a client sent)
 #define S_METHOD_OTHER S_METHOD_COUNT
@@ -218,19 +221,46 @@ s_call_idempotent (user_worker_t *self, const s_method_t *method, const mesh_req
     return 0;
 }
 
+//  Row of s_methods for a method (S_METHOD_OTHER when unknown).
+static size_t
+s_row (mesh_slice_t method)
+{
+    for (size_t index = 0; index < S_METHOD_COUNT; index++)
+        if (mesh_slice_eq (method, s_methods[index].method))
+            return index;
+    return S_METHOD_OTHER;
+}
+
+//  Count and log one request's outcome.
+static void
+s_account (user_worker_t *self, size_t row, mesh_code_t code, double seconds,
+           const mesh_request_t *request, const mesh_response_t *response)
+{
+    if (self->metrics) {
+        mesh_counter_inc (self->metrics->requests[row][code]);
+        mesh_histogram_observe (self->metrics->duration[row], seconds);
+    }
+    mesh_log_level_t level = code == MESH_CODE_INTERNAL || code == MESH_CODE_UNAVAILABLE
+                                 ? MESH_LOG_WARN : MESH_LOG_DEBUG;
+    if (mesh_log_enabled (level)) {
+        char id[MESH_ENVELOPE_MAX_ID + 1], method[64], ms[32];
+        s_copy (request->id, id, sizeof id);
+        s_copy (request->method, method, sizeof method);
+        snprintf (ms, sizeof ms, "%.3f", seconds * 1000.0);
+        mesh_log_kv (level, "request", "request_id", id, "method", method, "outcome",
+                     mesh_code_name (code), "duration_ms", ms, "error",
+                     code == MESH_CODE_OK ? NULL : response->message, NULL);
+    }
+}
+
 mesh_code_t
 user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *response)
 {
     user_worker_t *self = arg;
     int64_t started_us = mesh_mono_us ();
-    size_t row = S_METHOD_OTHER;
-    for (size_t index = 0; index < S_METHOD_COUNT; index++)
-        if (mesh_slice_eq (request->method, s_methods[index].method)) {
-            row = index;
-            break;
-        }
+    size_t row = s_row (request->method);
     mesh_code_t code;
-    if (row == S_METHOD_OTHER || !s_methods[row].call) {
+    if (row == S_METHOD_OTHER) {
         char method[64];
         s_copy (request->method, method, sizeof method);
         snprintf (response->message, sizeof response->message,
@@ -249,21 +279,57 @@ user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *r
                                             response->message, sizeof response->message);
         code = reused ? MESH_CODE_FAILED_PRECONDITION : s_code (rc);
     }
-    double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
-    if (self->metrics) {
-        mesh_counter_inc (self->metrics->requests[row][code]);
-        mesh_histogram_observe (self->metrics->duration[row], seconds);
-    }
-    mesh_log_level_t level = code == MESH_CODE_INTERNAL || code == MESH_CODE_UNAVAILABLE
-                                 ? MESH_LOG_WARN : MESH_LOG_DEBUG;
-    if (mesh_log_enabled (level)) {
-        char id[MESH_ENVELOPE_MAX_ID + 1], method[64], ms[32];
-        s_copy (request->id, id, sizeof id);
-        s_copy (request->method, method, sizeof method);
-        snprintf (ms, sizeof ms, "%.3f", seconds * 1000.0);
-        mesh_log_kv (level, "request", "request_id", id, "method", method, "outcome",
-                     mesh_code_name (code), "duration_ms", ms, "error",
-                     code == MESH_CODE_OK ? NULL : response->message, NULL);
-    }
+    s_account (self, row, code, (double) (mesh_mono_us () - started_us) / 1e6, request,
+               response);
     return code;
+}
+
+void
+user_worker_handle_batch (void *arg, const mesh_request_t *requests, mesh_response_t *responses,
+                          mesh_code_t *codes, size_t count)
+{
+    user_worker_t *self = arg;
+    //  The user.get requests of the batch go to the database together (one
+    //  round trip); everything else one by one, in order
+    size_t gets[MESH_WORKER_MAX_BATCH];
+    size_t get_count = 0;
+    uint64_t deadline_ms = 0;
+    for (size_t index = 0; index < count && index < MESH_WORKER_MAX_BATCH; index++)
+        if (s_row (requests[index].method) == S_METHOD_GET) {
+            gets[get_count++] = index;
+            //  The earliest deadline bounds the shared statements
+            uint64_t deadline = requests[index].deadline_ms;
+            if (deadline && (!deadline_ms || deadline < deadline_ms))
+                deadline_ms = deadline;
+        }
+    if (get_count < 2)
+        get_count = 0;          //  Nothing to share: the plain path
+    if (get_count) {
+        int64_t started_us = mesh_mono_us ();
+        const msgpack_object *bodies[MESH_WORKER_MAX_BATCH];
+        msgpack_packer *replies[MESH_WORKER_MAX_BATCH];
+        char *messages[MESH_WORKER_MAX_BATCH];
+        int rcs[MESH_WORKER_MAX_BATCH];
+        for (size_t index = 0; index < get_count; index++) {
+            bodies[index] = requests[gets[index]].body;
+            replies[index] = responses[gets[index]].body;
+            messages[index] = responses[gets[index]].message;
+        }
+        user_repo_set_request (self->repo, deadline_ms, NULL);
+        user_codec_get_many (self->app, bodies, get_count, replies, messages,
+                             sizeof responses[0].message, rcs);
+        double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+        for (size_t index = 0; index < get_count; index++) {
+            codes[gets[index]] = s_code (rcs[index]);
+            s_account (self, S_METHOD_GET, codes[gets[index]], seconds, &requests[gets[index]],
+                       &responses[gets[index]]);
+        }
+    }
+    for (size_t index = 0, next_get = 0; index < count; index++) {
+        if (next_get < get_count && gets[next_get] == index) {
+            next_get++;
+            continue;
+        }
+        codes[index] = user_worker_handle (self, &requests[index], &responses[index]);
+    }
 }

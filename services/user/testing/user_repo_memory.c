@@ -318,6 +318,21 @@ s_list (user_repo_t *repo, const char *after_id, size_t limit, user_t ***users_p
 }
 
 //  --------------------------------------------------------------------------
+//  Several finds: one at a time (nothing to save in memory).
+static int
+s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **users, int *rcs)
+{
+    user_repo_memory_t *self = s_self (repo);
+    for (size_t index = 0; index < count; index++)
+        users[index] = NULL;
+    if (self->down)
+        return MESH_EUNAVAIL;
+    for (size_t index = 0; index < count; index++)
+        rcs[index] = s_find (repo, ids[index], &users[index]);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Events after `after_seq`. This store has no relay: an event's seq is its
 //  position in the outbox (1, 2, 3, ...), given when it is written. Its data
 //  is not encoded (no wire format here): data is NULL.
@@ -489,6 +504,7 @@ s_destroy (user_repo_t **self_p)
 static const user_repo_ops_t s_ops = {
     .insert = s_insert,
     .find = s_find,
+    .find_many = s_find_many,
     .update = s_update,
     .remove = s_remove,
     .list = s_list,
