@@ -35,6 +35,13 @@ typedef struct {
     int worker_pids[BENCH_MAX_PIDS];   //  Processes whose CPU counts as "workers"
     int worker_pid_count;
     const char *label;          //  Echoed in the result line, or NULL
+    //  Broker mode only: what each request asks. BENCH_ECHO sends the bin
+    //  body and expects it back; BENCH_USER_GET sends {id} with an id drawn
+    //  at random from `ids`; BENCH_USER_CREATE sends {name, email} with an
+    //  email no request used before. Both user workloads expect a map back.
+    enum { BENCH_ECHO, BENCH_USER_GET, BENCH_USER_CREATE } workload;
+    char (*ids)[40];            //  Borrowed: user ids for BENCH_USER_GET
+    size_t id_count;
 } bench_client_cfg_t;
 
 //  Run the client and print one result line (key=value pairs) on stdout.

@@ -48,6 +48,10 @@ static const mesh_cfg_option_t s_options[] = {
     { "broker-pid", NULL, "", "client: PIDs (comma-separated) whose CPU counts as broker" },
     { "worker-pids", NULL, "", "client: PIDs (comma-separated) whose CPU counts as workers" },
     { "label", NULL, "-", "client: label echoed in the result line" },
+    { "workload", NULL, "echo",
+      "client, broker mode: echo (bin body back), user-get ({id} from --ids-file) or "
+      "user-create ({name, email}, fresh emails)" },
+    { "ids-file", NULL, "", "client: user ids for user-get, one per line" },
     { "workers", NULL, "1", "wait-service: workers the service must have" },
     { "count", NULL, "1", "free-port: how many ports" },
     MESH_CFG_LOG_OPTIONS,
@@ -272,6 +276,43 @@ s_free_port (long count)
     return rc;
 }
 
+//  Read user ids (one per line) for the user-get workload into client->ids
+//  (fresh; the caller frees it). Returns 0, or 2 when the file is missing
+//  or holds no id.
+static int
+s_load_ids (const char *path, bench_client_cfg_t *client)
+{
+    FILE *file = *path? fopen (path, "r"): NULL;
+    if (!file) {
+        fprintf (stderr, "mesh-bench: user-get needs --ids-file\n");
+        return 2;
+    }
+    size_t capacity = 1024;
+    client->ids = malloc (capacity * sizeof *client->ids);
+    char line[128];
+    while (client->ids && fgets (line, sizeof line, file)) {
+        line[strcspn (line, "\r\n")] = '\0';
+        if (strlen (line) != 36)
+            continue;
+        if (client->id_count == capacity) {
+            capacity *= 2;
+            void *grown = realloc (client->ids, capacity * sizeof *client->ids);
+            if (!grown)
+                abort ();
+            client->ids = grown;
+        }
+        memcpy (client->ids[client->id_count++], line, 37);
+    }
+    fclose (file);
+    if (!client->ids)
+        abort ();
+    if (client->id_count == 0) {
+        fprintf (stderr, "mesh-bench: no ids in %s\n", path);
+        return 2;
+    }
+    return 0;
+}
+
 //  Fill the client settings from the options. Returns 0 or 2 (bad usage).
 static int
 s_client_cfg (mesh_cfg_t *cfg, bench_client_cfg_t *client, char *storage, size_t storage_size)
@@ -307,6 +348,17 @@ s_client_cfg (mesh_cfg_t *cfg, bench_client_cfg_t *client, char *storage, size_t
         .timeout_ms = (int) timeout_ms,
         .label = mesh_cfg_get (cfg, "label"),
     };
+    const char *workload = mesh_cfg_get (cfg, "workload");
+    if (strcmp (workload, "user-get") == 0)
+        client->workload = BENCH_USER_GET;
+    else if (strcmp (workload, "user-create") == 0)
+        client->workload = BENCH_USER_CREATE;
+    else if (strcmp (workload, "echo") != 0) {
+        fprintf (stderr, "mesh-bench: --workload is echo, user-get or user-create\n");
+        return 2;
+    }
+    if (client->workload == BENCH_USER_GET && s_load_ids (mesh_cfg_get (cfg, "ids-file"), client))
+        return 2;
     client->endpoint_count = s_split (mesh_cfg_get (cfg, "endpoint"), storage, storage_size,
                                       client->endpoints, BENCH_MAX_ENDPOINTS);
     client->broker_pid_count = s_parse_pids (mesh_cfg_get (cfg, "broker-pid"),
@@ -358,11 +410,12 @@ main (int argc, char **argv)
         rc = bench_forwarder_run (mesh_cfg_get (cfg, "bind"));
     else
     if (strcmp (command, "client") == 0) {
-        bench_client_cfg_t client;
+        bench_client_cfg_t client = {0};
         char storage[1024];
         rc = s_client_cfg (cfg, &client, storage, sizeof storage);
         if (rc == 0)
             rc = bench_client_run (&client);
+        free (client.ids);
     }
     else
     if (strcmp (command, "wait-service") == 0) {

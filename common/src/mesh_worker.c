@@ -23,6 +23,15 @@
 #include <string.h>
 #include <unistd.h>
 
+typedef struct {
+    mdp_frames_t frames;        //  The REQUEST as received
+    mesh_envelope_decoder_t *decoder;
+    msgpack_sbuffer reply;      //  Reply envelope, reused
+    msgpack_packer packer;      //  Writes into reply
+    size_t head_size;           //  Reply size after the head (nothing packed yet)
+    mesh_envelope_t envelope;   //  Decoded request; views into frames
+} s_slot_t;
+
 struct mesh_worker_s {
     mesh_worker_cfg_t cfg;      //  Copy; strings below are owned copies
     char *broker;               //  Endpoint, owned
@@ -31,8 +40,16 @@ struct mesh_worker_s {
     bool own_context;           //  We made it
     void *dealer;               //  Current socket to the broker, or NULL
     int stop_pipe[2];           //  mesh_worker_stop writes, run polls
-    mesh_envelope_decoder_t *decoder;   //  Decodes requests
-    msgpack_sbuffer reply;      //  Encodes replies, reused
+    //  One slot per request of a batch (1 without a batch handler): its
+    //  frames, a decoder whose views point into them, the reply being
+    //  packed. Requests are decoded only once the batch is complete, so
+    //  the frames never move under a view.
+    s_slot_t *slots;
+    int slot_count;
+    mesh_request_t *requests;   //  [slot_count] handed to the handler
+    mesh_response_t *responses; //  [slot_count]
+    mesh_code_t *codes;         //  [slot_count]
+    int *handled_slot;          //  [slot_count] slot of requests[i]
     int64_t broker_expiry_ms;   //  Broker is dead when silent past this
     int64_t heartbeat_at_ms;    //  Next heartbeat to send
     int backoff_ms;             //  Next reconnect delay
@@ -59,7 +76,7 @@ mesh_worker_new (const mesh_worker_cfg_t *cfg, int *err)
     if (!err)
         err = &unused;
     *err = MESH_EINVAL;
-    if (!cfg->broker || !cfg->service || !cfg->handler
+    if (!cfg->broker || !cfg->service || (!cfg->handler && !cfg->batch_handler)
         || !mdp_service_name_valid (cfg->service, strlen (cfg->service))
         || cfg->credit < 0 || cfg->credit > MDP_MAX_CREDIT || cfg->heartbeat_ms < 0
         || cfg->liveness < 0)
@@ -88,8 +105,20 @@ mesh_worker_new (const mesh_worker_cfg_t *cfg, int *err)
     pthread_condattr_setclock (&cond_attr, CLOCK_MONOTONIC);
     pthread_cond_init (&self->state_changed, &cond_attr);
     pthread_condattr_destroy (&cond_attr);
-    self->decoder = mesh_envelope_decoder_new (0);
-    msgpack_sbuffer_init (&self->reply);
+    self->slot_count = !cfg->batch_handler? 1
+                     : self->cfg.credit < MESH_WORKER_MAX_BATCH? self->cfg.credit
+                                                               : MESH_WORKER_MAX_BATCH;
+    self->slots = mesh_alloc ((size_t) self->slot_count * sizeof (s_slot_t));
+    for (int index = 0; index < self->slot_count; index++) {
+        s_slot_t *slot = &self->slots[index];
+        slot->decoder = mesh_envelope_decoder_new (0);
+        msgpack_sbuffer_init (&slot->reply);
+        msgpack_packer_init (&slot->packer, &slot->reply, msgpack_sbuffer_write);
+    }
+    self->requests = mesh_alloc ((size_t) self->slot_count * sizeof (mesh_request_t));
+    self->responses = mesh_alloc ((size_t) self->slot_count * sizeof (mesh_response_t));
+    self->codes = mesh_alloc ((size_t) self->slot_count * sizeof (mesh_code_t));
+    self->handled_slot = mesh_alloc ((size_t) self->slot_count * sizeof (int));
     self->own_context = cfg->zmq_context == NULL;
     self->context = cfg->zmq_context? cfg->zmq_context: zmq_ctx_new ();
     *err = MESH_EIO;
@@ -117,8 +146,15 @@ mesh_worker_destroy (mesh_worker_t **self_p)
         for (int end = 0; end < 2; end++)
             if (self->stop_pipe[end] >= 0)
                 close (self->stop_pipe[end]);
-        mesh_envelope_decoder_destroy (&self->decoder);
-        msgpack_sbuffer_destroy (&self->reply);
+        for (int index = 0; self->slots && index < self->slot_count; index++) {
+            mesh_envelope_decoder_destroy (&self->slots[index].decoder);
+            msgpack_sbuffer_destroy (&self->slots[index].reply);
+        }
+        free (self->slots);
+        free (self->requests);
+        free (self->responses);
+        free (self->codes);
+        free (self->handled_slot);
         pthread_mutex_destroy (&self->socket_lock);
         pthread_mutex_destroy (&self->state_lock);
         pthread_cond_destroy (&self->state_changed);
@@ -169,118 +205,172 @@ s_connect (mesh_worker_t *self)
     return rc? MESH_EIO: 0;
 }
 
-//  Build the reply envelope for one request body in self->reply.
-static void
-s_handle (mesh_worker_t *self, zmq_msg_t *body, int body_frames)
+//  Decode the request in `slot`. Returns true when it goes to the handler
+//  (the reply head is packed); false when the reply is already complete
+//  (malformed request, or a deadline that has passed).
+static bool
+s_prepare (s_slot_t *slot)
 {
-    msgpack_sbuffer_clear (&self->reply);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &self->reply, msgpack_sbuffer_write);
-    mesh_envelope_t envelope;
-    int rc = body_frames == 1? mesh_envelope_decode (self->decoder, zmq_msg_data (body),
+    msgpack_sbuffer_clear (&slot->reply);
+    zmq_msg_t *body = &slot->frames.frame[5];
+    int body_frames = slot->frames.count - 5;
+    int rc = body_frames == 1? mesh_envelope_decode (slot->decoder, zmq_msg_data (body),
                                                      zmq_msg_size (body),
-                                                     MESH_ENVELOPE_REQUEST, &envelope)
+                                                     MESH_ENVELOPE_REQUEST, &slot->envelope)
                              : MESH_EINVAL;
     if (rc) {
-        const char *why = body_frames == 1? mesh_envelope_decoder_error (self->decoder)
+        const char *why = body_frames == 1? mesh_envelope_decoder_error (slot->decoder)
                                           : "a mesh request has exactly one body frame";
         mesh_log_kv (MESH_LOG_DEBUG, "request rejected", "reason", why, NULL);
-        mesh_envelope_pack_error (&packer, NULL, 0, MESH_CODE_INVALID_ARGUMENT, why);
-        return;
+        mesh_envelope_pack_error (&slot->packer, NULL, 0, MESH_CODE_INVALID_ARGUMENT, why);
+        return false;
     }
-    if (envelope.deadline_ms && envelope.deadline_ms <= mesh_wall_ms ()) {
+    const mesh_envelope_t *envelope = &slot->envelope;
+    if (envelope->deadline_ms && envelope->deadline_ms <= mesh_wall_ms ()) {
         //  The caller has given up: do no work, but answer so the broker
         //  gets its credit back.
-        mesh_envelope_pack_error (&packer, envelope.id.ptr, envelope.id.len,
+        mesh_envelope_pack_error (&slot->packer, envelope->id.ptr, envelope->id.len,
                                   MESH_CODE_DEADLINE_EXCEEDED, "deadline passed before work began");
-        return;
+        return false;
     }
-    mesh_request_t request = {
-        .id = envelope.id,
-        .method = envelope.method,
-        .trace = envelope.trace,
-        .idem = envelope.idem,
-        .deadline_ms = envelope.deadline_ms,
-        .body = envelope.body,
-    };
-    mesh_response_t response = { .body = &packer };
-    mesh_envelope_pack_reply_head (&packer, envelope.id.ptr, envelope.id.len);
-    size_t head_size = self->reply.size;
-    atomic_store (&self->in_handler, true);
-    pthread_mutex_unlock (&self->socket_lock);     //  Heartbeats may go out meanwhile
-    mesh_code_t code = self->cfg.handler (self->cfg.handler_arg, &request, &response);
-    pthread_mutex_lock (&self->socket_lock);
-    atomic_store (&self->in_handler, false);
-    if (code == MESH_CODE_OK && self->reply.size == head_size)
-        msgpack_pack_nil (&packer);     //  Handler packed nothing: body is nil
-    if (code != MESH_CODE_OK) {
-        msgpack_sbuffer_clear (&self->reply);
-        response.message[sizeof response.message - 1] = '\0';
-        mesh_envelope_pack_error (&packer, envelope.id.ptr, envelope.id.len, code,
-                                  response.message);
-    }
+    mesh_envelope_pack_reply_head (&slot->packer, envelope->id.ptr, envelope->id.len);
+    slot->head_size = slot->reply.size;
+    return true;
 }
 
-//  Answer one REQUEST: frames "", MDPW01, 0x02, client, "", body...
-//  Returns 0 or MESH_EIO.
-static int
-s_on_request (mesh_worker_t *self, mdp_frames_t *frames)
+//  Finish the reply of a handled request from its code and response.
+static void
+s_finish (s_slot_t *slot, mesh_code_t code, mesh_response_t *response)
 {
-    if (frames->count < 6 || !mdp_frame_empty (&frames->frame[4]))
-        return 0;               //  Malformed: nothing to answer to
-    s_handle (self, &frames->frame[5], frames->count - 5);
-    unsigned char command = MDP_REPLY;
-    //  Client address moves from the request to the reply without a copy
-    if (zmq_send (self->dealer, "", 0, ZMQ_SNDMORE) < 0
-        || zmq_send (self->dealer, MDP_WORKER, strlen (MDP_WORKER), ZMQ_SNDMORE) < 0
-        || zmq_send (self->dealer, &command, 1, ZMQ_SNDMORE) < 0
-        || zmq_msg_send (&frames->frame[3], self->dealer, ZMQ_SNDMORE) < 0
-        || zmq_send (self->dealer, "", 0, ZMQ_SNDMORE) < 0
-        || zmq_send (self->dealer, self->reply.data, self->reply.size, 0) < 0)
-        return MESH_EIO;
-    atomic_fetch_add_explicit (&self->handled, 1, memory_order_relaxed);
-    return 0;
+    if (code == MESH_CODE_OK && slot->reply.size == slot->head_size)
+        msgpack_pack_nil (&slot->packer);   //  Handler packed nothing: body is nil
+    if (code != MESH_CODE_OK) {
+        msgpack_sbuffer_clear (&slot->reply);
+        response->message[sizeof response->message - 1] = '\0';
+        mesh_envelope_pack_error (&slot->packer, slot->envelope.id.ptr, slot->envelope.id.len,
+                                  code, response->message);
+    }
 }
 
-//  Process every message waiting on the socket. Returns 0, 1 when the
-//  broker said DISCONNECT (reconnect now), or MESH_EIO.
+//  Handle and answer the `count` requests held in the slots, then release
+//  their frames. Returns 0 or MESH_EIO (a reply could not be sent).
+static int
+s_flush (mesh_worker_t *self, int count)
+{
+    size_t handled = 0;
+    for (int index = 0; index < count; index++) {
+        s_slot_t *slot = &self->slots[index];
+        if (!s_prepare (slot))
+            continue;
+        self->requests[handled] = (mesh_request_t) {
+            .id = slot->envelope.id,
+            .method = slot->envelope.method,
+            .trace = slot->envelope.trace,
+            .idem = slot->envelope.idem,
+            .deadline_ms = slot->envelope.deadline_ms,
+            .body = slot->envelope.body,
+        };
+        self->responses[handled].body = &slot->packer;
+        self->responses[handled].message[0] = '\0';
+        self->codes[handled] = MESH_CODE_INTERNAL;
+        self->handled_slot[handled++] = index;
+    }
+    if (handled) {
+        atomic_store (&self->in_handler, true);
+        pthread_mutex_unlock (&self->socket_lock);     //  Heartbeats may go out meanwhile
+        if (self->cfg.batch_handler)
+            self->cfg.batch_handler (self->cfg.handler_arg, self->requests, self->responses,
+                                     self->codes, handled);
+        else
+            for (size_t index = 0; index < handled; index++)
+                self->codes[index] = self->cfg.handler (self->cfg.handler_arg,
+                                                        &self->requests[index],
+                                                        &self->responses[index]);
+        pthread_mutex_lock (&self->socket_lock);
+        atomic_store (&self->in_handler, false);
+        for (size_t index = 0; index < handled; index++)
+            s_finish (&self->slots[self->handled_slot[index]], self->codes[index],
+                      &self->responses[index]);
+    }
+    int rc = 0;
+    unsigned char command = MDP_REPLY;
+    for (int index = 0; index < count; index++) {
+        s_slot_t *slot = &self->slots[index];
+        //  Client address moves from the request to the reply without a copy
+        if (rc == 0
+            && (zmq_send (self->dealer, "", 0, ZMQ_SNDMORE) < 0
+                || zmq_send (self->dealer, MDP_WORKER, strlen (MDP_WORKER), ZMQ_SNDMORE) < 0
+                || zmq_send (self->dealer, &command, 1, ZMQ_SNDMORE) < 0
+                || zmq_msg_send (&slot->frames.frame[3], self->dealer, ZMQ_SNDMORE) < 0
+                || zmq_send (self->dealer, "", 0, ZMQ_SNDMORE) < 0
+                || zmq_send (self->dealer, slot->reply.data, slot->reply.size, 0) < 0))
+            rc = MESH_EIO;
+        if (rc == 0)
+            atomic_fetch_add_explicit (&self->handled, 1, memory_order_relaxed);
+        mdp_frames_close (&slot->frames);
+    }
+    return rc;
+}
+
+//  Process every message waiting on the socket; requests are gathered into
+//  the slots and handled a batch at a time. Returns 0, 1 when the broker
+//  said DISCONNECT (reconnect now), or MESH_EIO.
 static int
 s_drain (mesh_worker_t *self)
 {
     //  Bounded so a busy stream still lets the loop send heartbeats and
     //  notice a stop request.
-    for (int batch = 0; batch < 1024; batch++) {
-        mdp_frames_t frames;
-        int rc = mdp_frames_recv (&frames, self->dealer, ZMQ_DONTWAIT);
-        if (rc == MESH_ETIMEDOUT)
-            return 0;
-        if (rc == MESH_EINTR)
+    int held = 0, rc = 0;
+    for (int batch = 0; batch < 1024 && rc == 0; batch++) {
+        mdp_frames_t *frames = &self->slots[held].frames;
+        int received = mdp_frames_recv (frames, self->dealer, ZMQ_DONTWAIT);
+        if (received == MESH_ETIMEDOUT && held) {
+            //  The socket is empty: handle the batch, then read on, so the
+            //  heartbeats that came in meanwhile count before liveness is
+            //  judged (a long batch is not a silent broker)
+            rc = s_flush (self, held);
+            held = 0;
             continue;
-        if (rc)
-            return MESH_EIO;
+        }
+        if (received == MESH_ETIMEDOUT)
+            break;
+        if (received == MESH_EINTR)
+            continue;
+        if (received) {
+            rc = MESH_EIO;
+            break;
+        }
         //  Any message from the broker proves it is alive
         self->broker_expiry_ms = mesh_mono_ms ()
                                + (int64_t) self->cfg.heartbeat_ms * self->cfg.liveness;
-        int command = frames.count >= 3 && mdp_frame_empty (&frames.frame[0])
-                           && mdp_frame_eq (&frames.frame[1], MDP_WORKER)
-                    ? mdp_frame_command (&frames.frame[2])
+        int command = frames->count >= 3 && mdp_frame_empty (&frames->frame[0])
+                           && mdp_frame_eq (&frames->frame[1], MDP_WORKER)
+                    ? mdp_frame_command (&frames->frame[2])
                     : 0;
         if (command == MDP_HEARTBEAT || command == MDP_REQUEST)
             self->backoff_ms = self->cfg.reconnect_min_ms;  //  Registered: reset backoff
-        if (command == MDP_REQUEST && !frames.overflow)
-            rc = s_on_request (self, &frames);
-        else
+        if (command == MDP_REQUEST && !frames->overflow && frames->count >= 6
+            && mdp_frame_empty (&frames->frame[4])) {
+            if (++held == self->slot_count) {
+                rc = s_flush (self, held);
+                held = 0;
+            }
+            continue;           //  The slot keeps the frames until flushed
+        }
         if (command == MDP_DISCONNECT)
             rc = 1;
         else
-        if (command != MDP_HEARTBEAT)
+        if (command != MDP_HEARTBEAT && command != MDP_REQUEST)
             mesh_log_kv (MESH_LOG_DEBUG, "worker dropped a malformed message from the broker",
                          "command", mdp_command_name (command), NULL);
-        mdp_frames_close (&frames);
-        if (rc)
-            return rc;
+        mdp_frames_close (frames);
     }
-    return 0;
+    if (held) {
+        int flushed = s_flush (self, held);
+        if (rc == 0)
+            rc = flushed;
+    }
+    return rc;
 }
 
 //  True when a stop was requested (drains the pipe).

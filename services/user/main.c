@@ -2,7 +2,8 @@
     mesh-user - composition root: settings, logging, schema, worker threads
     Start-up: migrate the schema on one connection (exit 1 if that fails),
     then MESH_USER_WORKERS threads, each with its own PostgreSQL connection
-    (user_repo_pg), use cases (user_app) and MDP worker of service `user`.
+    (user_repo_pg), use cases (user_app) and MDP worker of service `user`,
+    and one outbox relay thread (user_relay: leads or stands by).
     SIGTERM/SIGINT are blocked in every thread and taken by sigwait on the
     main thread, which stops the workers (each sends DISCONNECT), joins
     them and exits 0. Admin HTTP: /healthz, /ready (once the workers run),
@@ -10,6 +11,7 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "user_app.h"
+#include "user_relay.h"
 #include "user_repo_pg.h"
 #include "user_schema.h"
 #include "user_worker.h"
@@ -40,11 +42,18 @@ static const mesh_cfg_option_t s_options[] = {
       "PostgreSQL conninfo or postgresql:// URL (required; never logged)" },
     { "workers", "MESH_USER_WORKERS", "4",
       "worker threads, each with its own database connection" },
-    //  1: the handler is synchronous (one blocking database round trip per
-    //  request), so a request held behind another on the same thread would
-    //  wait for it while another worker may be idle. More threads, not more
-    //  credit, is how this version scales.
-    { "credit", NULL, "1", "requests each worker holds at once (handler is synchronous)" },
+    //  Credit lets a worker thread hold several requests; the ones that
+    //  arrive together are handled as a batch, their user.get lookups in
+    //  one database round trip (libpq pipeline). Each held request waits
+    //  for the batch before it, so credit trades a little latency for far
+    //  fewer wake-ups per request (scripts/bench user, docs/performance.md).
+    { "credit", "MESH_USER_CREDIT", "8",
+      "requests each worker thread holds at once; they are handled in batches" },
+    { "events-pub", "MESH_EVENTS_PUB", "tcp://127.0.0.1:5556",
+      "broker's event XSUB endpoint the outbox relay publishes to" },
+    { "relay-batch", NULL, "500", "outbox rows the relay numbers per transaction" },
+    { "relay-sweep-ms", NULL, "1000",
+      "relay sweep interval (backs up NOTIFY; standby retry), milliseconds" },
     { "admin", "MESH_ADMIN_ADDR", "127.0.0.1:0",
       "admin HTTP host:port for /healthz /ready /metrics (port 0: pick one)" },
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval in milliseconds" },
@@ -94,6 +103,16 @@ s_now_us (void *arg)
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
     return (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+static void *
+s_run_relay (void *arg)
+{
+    user_relay_t *relay = arg;
+    int rc = user_relay_run (relay);
+    if (rc)
+        mesh_log_kv (MESH_LOG_ERROR, "relay stopped", "error", mesh_strerror (rc), NULL);
+    return NULL;
 }
 
 static void *
@@ -148,9 +167,12 @@ main (int argc, char **argv)
         return 0;
     }
     long workers = 4, credit = 1, heartbeat_ms = 1000, liveness = 3;
+    long relay_batch = USER_RELAY_DEFAULT_BATCH, relay_sweep_ms = USER_RELAY_DEFAULT_SWEEP_MS;
     if (rc == 0
         && (mesh_cfg_get_long (cfg, "workers", 1, 256, &workers)
             || mesh_cfg_get_long (cfg, "credit", 1, 1000, &credit)
+            || mesh_cfg_get_long (cfg, "relay-batch", 1, 100000, &relay_batch)
+            || mesh_cfg_get_long (cfg, "relay-sweep-ms", 10, 3600000, &relay_sweep_ms)
             || mesh_cfg_get_long (cfg, "heartbeat-ms", 10, 600000, &heartbeat_ms)
             || mesh_cfg_get_long (cfg, "liveness", 1, 100, &liveness)))
         rc = MESH_EINVAL;
@@ -178,6 +200,10 @@ main (int argc, char **argv)
     int err = 0;
     mesh_metrics_t *metrics = mesh_metrics_new ();
     user_worker_metrics_t *series = user_worker_metrics_new (metrics);
+    user_pg_metrics_t *pg_series = user_pg_metrics_new (metrics);
+    user_relay_t *relay = NULL;
+    pthread_t relay_thread;
+    bool relay_started = false;
     mesh_admin_t *admin = NULL;
     void *context = NULL;
     s_thread_t *pool = mesh_alloc ((size_t) workers * sizeof (s_thread_t));
@@ -203,14 +229,14 @@ main (int argc, char **argv)
     }
     for (long index = 0; index < workers; index++) {
         s_thread_t *slot = &pool[index];
-        slot->repo = user_repo_pg_new (database_url, &err);
+        slot->repo = user_repo_pg_new (database_url, pg_series, &err);
         if (!slot->repo) {
             mesh_log_kv (MESH_LOG_ERROR, "cannot open a database connection", "error",
                          mesh_strerror (err), NULL);
             goto stop;
         }
         slot->app = user_app_new (slot->repo, &env);
-        slot->handler = user_worker_new (slot->app, series);
+        slot->handler = user_worker_new (slot->app, slot->repo, series);
         mesh_worker_cfg_t worker_cfg = {
             .zmq_context = context,
             .broker = mesh_cfg_get (cfg, "broker"),
@@ -219,6 +245,7 @@ main (int argc, char **argv)
             .heartbeat_ms = (int) heartbeat_ms,
             .liveness = (int) liveness,
             .handler = user_worker_handle,
+            .batch_handler = user_worker_handle_batch,
             .handler_arg = slot->handler,
         };
         slot->worker = mesh_worker_new (&worker_cfg, &err);
@@ -228,6 +255,24 @@ main (int argc, char **argv)
             goto stop;
         }
     }
+    user_relay_cfg_t relay_cfg = {
+        .conninfo = database_url,
+        .zmq_context = context,
+        .events_pub = mesh_cfg_get (cfg, "events-pub"),
+        .batch = (int) relay_batch,
+        .sweep_ms = (int) relay_sweep_ms,
+        .metrics = metrics,
+    };
+    relay = user_relay_new (&relay_cfg, &err);
+    if (!relay) {
+        mesh_log_kv (MESH_LOG_ERROR, "bad relay settings", "error", mesh_strerror (err), NULL);
+        goto stop;
+    }
+    if (pthread_create (&relay_thread, NULL, s_run_relay, relay)) {
+        mesh_log_error ("cannot start the relay thread");
+        goto stop;
+    }
+    relay_started = true;
     for (long index = 0; index < workers; index++) {
         if (pthread_create (&pool[index].thread, NULL, s_run, &pool[index])) {
             mesh_log_error ("cannot start a worker thread");
@@ -251,6 +296,11 @@ stop:
     for (long index = 0; index < workers; index++)
         if (pool[index].started)
             mesh_worker_stop (pool[index].worker);
+    if (relay_started) {
+        user_relay_stop (relay);
+        pthread_join (relay_thread, NULL);
+    }
+    user_relay_destroy (&relay);
     for (long index = 0; index < workers; index++) {
         s_thread_t *slot = &pool[index];
         if (slot->started)
@@ -268,6 +318,7 @@ done:
         zmq_ctx_term (context);
     mesh_admin_destroy (&admin);
     user_worker_metrics_destroy (&series);
+    user_pg_metrics_destroy (&pg_series);
     mesh_metrics_destroy (&metrics);
     mesh_cfg_destroy (&cfg);
     return exit_code;

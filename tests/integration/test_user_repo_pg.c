@@ -63,7 +63,7 @@ static user_repo_t *
 s_repo (void)
 {
     int err = 1;
-    user_repo_t *repo = user_repo_pg_new (s_pg.conninfo, &err);
+    user_repo_t *repo = user_repo_pg_new (s_pg.conninfo, NULL, &err);
     cr_assert_not_null (repo, "user_repo_pg_new: %s", mesh_strerror (err));
     cr_assert_eq (err, 0);
     return repo;
@@ -425,7 +425,7 @@ Test (user_repo_pg, new_reports_unreachable_server_and_missing_schema)
 {
     s_need_database ();
     int err = 0;
-    user_repo_t *repo = user_repo_pg_new ("host=127.0.0.1 port=1 connect_timeout=5", &err);
+    user_repo_t *repo = user_repo_pg_new ("host=127.0.0.1 port=1 connect_timeout=5", NULL, &err);
     cr_assert_null (repo);
     cr_assert_eq (err, MESH_EUNAVAIL);
     //  A schema without the tables: the statements cannot be prepared
@@ -439,7 +439,7 @@ Test (user_repo_pg, new_reports_unreachable_server_and_missing_schema)
                   strchr (url, '?') ? '&' : '?', s_pg.name);
     else
         snprintf (conninfo, sizeof conninfo, "%s options=-csearch_path=%s_empty", url, s_pg.name);
-    repo = user_repo_pg_new (conninfo, &err);
+    repo = user_repo_pg_new (conninfo, NULL, &err);
     snprintf (sql, sizeof sql, "DROP SCHEMA %s_empty", s_pg.name);
     mesh_test_pg_exec (s_pg.admin, sql);
     cr_assert_null (repo);
@@ -547,7 +547,7 @@ Test (user_repo_pg, recovers_after_its_backend_is_terminated)
     snprintf (conninfo, sizeof conninfo, "%s%capplication_name=%s", s_pg.conninfo,
               strstr (s_pg.conninfo, "://") ? '&' : ' ', app_name);
     int err = 0;
-    user_repo_t *repo = user_repo_pg_new (conninfo, &err);
+    user_repo_t *repo = user_repo_pg_new (conninfo, NULL, &err);
     cr_assert_not_null (repo, "%s", mesh_strerror (err));
     user_t *ada = s_user (1, "Ada", "ada@example.com", S_T0, S_T0);
     char event_id[USER_ID_SIZE];

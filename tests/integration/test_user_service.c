@@ -10,7 +10,9 @@
 #include "mesh/mesh_client.h"
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_err.h"
+#include "mesh/mesh_time.h"
 #include "mesh_test.h"
+#include "user_test.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>
@@ -35,19 +37,8 @@ s_setup (void)
         return;     //  The test itself skips
 
     cr_assert (mesh_test_broker_start (&s_broker, 200, NULL), "broker did not start");
-    char bin[1024];
     snprintf (s_admin_addr, sizeof s_admin_addr, "127.0.0.1:%d", mesh_test_free_port ());
-    const char *argv[] = {
-        mesh_test_bin ("mesh-user", bin, sizeof bin),
-        "--broker", s_broker.endpoint,
-        "--database-url", s_pg.conninfo,
-        "--workers", "2",
-        "--heartbeat-ms", "200",
-        "--admin", s_admin_addr,
-        NULL,
-    };
-    s_user = mesh_proc_start (argv, NULL);
-    cr_assert_not_null (s_user, "cannot start %s", bin);
+    s_user = user_test_start (&s_broker, s_pg.conninfo, 2, s_admin_addr, NULL);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "user", 2, 15000),
                "mesh-user did not register 2 workers; its log:\n%s", mesh_proc_log (s_user));
     s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
@@ -65,95 +56,28 @@ s_teardown (void)
 
 TestSuite (user_service, .init = s_setup, .fini = s_teardown, .timeout = 90.);
 
-//  Call `method` of service user with `body` (a packed object, or NULL for
-//  nil) and return the reply (borrowed until the next call).
+//  Short names for this file's many calls (user_test.h).
 static mesh_reply_t
 s_call (const char *method, const msgpack_sbuffer *body)
 {
-    mesh_call_t call = {
-        .service = "user",
-        .method = method,
-        .body = body ? body->data : NULL,
-        .body_len = body ? body->size : 0,
-        .timeout_ms = 10000,
-    };
-    mesh_reply_t reply;
-    cr_assert_eq (mesh_client_call (s_client, &call, &reply), 0);
-    return reply;
+    return user_test_call (s_client, method, body, NULL, 0);
 }
 
-//  Pack a map of string pairs: keys and values alternate, NULL-terminated.
-static void
-s_pack_strings (msgpack_sbuffer *buffer, const char *const *pairs)
-{
-    msgpack_sbuffer_init (buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
-    size_t count = 0;
-    while (pairs[count * 2])
-        count++;
-    msgpack_pack_map (&packer, count);
-    for (size_t index = 0; index < count * 2; index++)
-        mesh_pack_cstr (&packer, pairs[index]);
-}
-
-//  Call with a map of string pairs.
 static mesh_reply_t
 s_call_strings (const char *method, const char *const *pairs)
 {
-    msgpack_sbuffer buffer;
-    s_pack_strings (&buffer, pairs);
-    mesh_reply_t reply = s_call (method, &buffer);
-    msgpack_sbuffer_destroy (&buffer);
-    return reply;
+    return user_test_call_strings (s_client, method, pairs, NULL);
 }
 
-//  Field `name` of map `object`, or NULL.
-static const msgpack_object *
-s_get (const msgpack_object *object, const char *name)
-{
-    cr_assert_not_null (object);
-    cr_assert_eq (object->type, MSGPACK_OBJECT_MAP);
-    for (uint32_t index = 0; index < object->via.map.size; index++) {
-        const msgpack_object_kv *pair = &object->via.map.ptr[index];
-        if (pair->key.type == MSGPACK_OBJECT_STR && pair->key.via.str.size == strlen (name)
-            && memcmp (pair->key.via.str.ptr, name, strlen (name)) == 0)
-            return &pair->val;
-    }
-    return NULL;
-}
+#define s_get user_test_get
+#define s_str user_test_str
+#define s_expect_code user_test_expect_code
 
-//  String field `name` of `object` copied into `out`; fails when not a string.
-static const char *
-s_str (const msgpack_object *object, const char *name, char *out, size_t size)
-{
-    const msgpack_object *value = s_get (object, name);
-    cr_assert_not_null (value, "no field %s", name);
-    cr_assert_eq (value->type, MSGPACK_OBJECT_STR, "field %s is not a string", name);
-    cr_assert_lt (value->via.str.size, size);
-    memcpy (out, value->via.str.ptr, value->via.str.size);
-    out[value->via.str.size] = '\0';
-    return out;
-}
-
-static void
-s_expect_code (const mesh_reply_t *reply, mesh_code_t code)
-{
-    cr_assert_eq (reply->code, code, "want %s, got %s: %.*s", mesh_code_name (code),
-                  mesh_code_name (reply->code), (int) reply->message.len,
-                  reply->message.ptr);
-}
-
-//  The reply's error message as a C string (static buffer).
 static const char *
 s_message (const mesh_reply_t *reply)
 {
     static char message[512];
-    size_t len = reply->message.len < sizeof message - 1 ? reply->message.len
-                                                         : sizeof message - 1;
-    memcpy (message, reply->message.ptr, len);
-    message[len] = '\0';
-    return message;
+    return user_test_message (reply, message, sizeof message);
 }
 
 //  Create a user; returns its id in `id`.
@@ -299,11 +223,52 @@ Test (user_service, every_method_and_error)
     reply = s_call ("user.create", NULL);
     s_expect_code (&reply, MESH_CODE_INVALID_ARGUMENT);
 
-    //  unknown method; events.list comes with the relay
+    //  unknown method
     reply = s_call_strings ("user.frobnicate", (const char *const[]) {NULL});
     s_expect_code (&reply, MESH_CODE_UNIMPLEMENTED);
+
+    //  events.list: after_seq is required; limit 1..1000; wrong types named
     reply = s_call_strings ("events.list", (const char *const[]) {NULL});
-    s_expect_code (&reply, MESH_CODE_UNIMPLEMENTED);
+    s_expect_code (&reply, MESH_CODE_INVALID_ARGUMENT);
+    cr_expect (strstr (s_message (&reply), "'after_seq'"), "message: %s", s_message (&reply));
+    reply = s_call_strings ("events.list", (const char *const[]) {"after_seq", "0", NULL});
+    s_expect_code (&reply, MESH_CODE_INVALID_ARGUMENT);
+    cr_expect_str_eq (s_message (&reply), "field 'after_seq' must be an integer");
+    const int64_t limits[][2] = { {0, 0}, {0, 1001}, {-1, 10} };
+    for (size_t index = 0; index < sizeof limits / sizeof limits[0]; index++) {
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_map (&packer, 2);
+        mesh_pack_cstr (&packer, "after_seq");
+        msgpack_pack_int64 (&packer, limits[index][0]);
+        mesh_pack_cstr (&packer, "limit");
+        msgpack_pack_int64 (&packer, limits[index][1]);
+        reply = s_call ("events.list", &buffer);
+        msgpack_sbuffer_destroy (&buffer);
+        s_expect_code (&reply, MESH_CODE_INVALID_ARGUMENT);
+        cr_expect (strstr (s_message (&reply), limits[index][0] < 0 ? "'after_seq'" : "'limit'"),
+                   "message: %s", s_message (&reply));
+    }
+
+    //  events.list: so far 3 creates and 1 update, in this order, seq 1..4
+    //  (numbered by the relay: poll until it has)
+    user_test_events_t *events = NULL;
+    int64_t numbered_by = mesh_mono_ms () + 10000;
+    do {
+        user_test_events_destroy (&events);
+        events = user_test_events_new (16);
+        user_test_events_fetch_all (events, s_client, 2);
+    } while (user_test_events_distinct (events) < 4 && mesh_mono_ms () < numbered_by);
+    cr_assert_eq (user_test_events_distinct (events), 4);
+    cr_expect_str_eq (events->type[1], "user.created");
+    cr_expect_str_eq (events->subject[1], id);
+    cr_expect_str_eq (events->type[2], "user.created");
+    cr_expect_str_eq (events->subject[2], id2);
+    cr_expect_str_eq (events->type[3], "user.created");
+    cr_expect_str_eq (events->subject[3], id3);
+    cr_expect_str_eq (events->type[4], "user.updated");
+    cr_expect_str_eq (events->subject[4], id);
+    user_test_events_destroy (&events);
 
     //  delete, then get -> not_found; delete again -> not_found
     reply = s_call_strings ("user.delete", (const char *const[]) {"id", id, NULL});
@@ -322,14 +287,29 @@ Test (user_service, every_method_and_error)
     free (mesh_test_http_get (url, &status));
     cr_expect_eq (status, 200, "/ready");
     snprintf (url, sizeof url, "http://%s/metrics", s_admin_addr);
-    char *metrics = mesh_test_http_get (url, &status);
-    cr_assert_eq (status, 200);
+    //  The relay publishes the delete's event a moment after the reply:
+    //  poll until it has (bounded)
+    char *metrics = NULL;
+    int64_t until = mesh_mono_ms () + 10000;
+    do {
+        free (metrics);
+        metrics = mesh_test_http_get (url, &status);
+        cr_assert_eq (status, 200);
+    } while (mesh_test_metric (metrics, "mesh_user_relay_last_seq", NULL) < 5
+             && mesh_mono_ms () < until);
     cr_expect_eq (mesh_test_metric (metrics, "mesh_user_requests_total",
                                     "method=\"user.create\",outcome=\"ok\""), 3);
     cr_expect_eq (mesh_test_metric (metrics, "mesh_user_requests_total",
                                     "method=\"user.get\",outcome=\"not_found\""), 1);
     cr_expect_eq (mesh_test_metric (metrics, "mesh_user_requests_total",
                                     "method=\"other\",outcome=\"unimplemented\""), 1);
+    cr_expect_eq (mesh_test_metric (metrics, "mesh_user_relay_leader", NULL), 1);
+    cr_expect_eq (mesh_test_metric (metrics, "mesh_user_db_connections", "state=\"up\""), 2);
+    cr_expect_eq (mesh_test_metric (metrics, "mesh_user_db_connections", "state=\"down\""), 0);
+    cr_expect_gt (mesh_test_metric (metrics, "mesh_user_db_query_duration_seconds_count",
+                                    "statement=\"user_insert\""), 0);
+    cr_expect_eq (mesh_test_metric (metrics, "mesh_user_relay_last_seq", NULL), 5);
+    cr_expect_geq (mesh_test_metric (metrics, "mesh_user_events_published_total", NULL), 5);
     free (metrics);
 
     //  SIGTERM: a clean exit 0

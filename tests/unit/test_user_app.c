@@ -513,3 +513,138 @@ Test (user_app, failed_transaction_leaves_neither_user_nor_event)
     cr_assert_eq (user_repo_memory_user_count (s_memory), 1);
     user_destroy (&user);
 }
+
+//  --- Several gets at once ---------------------------------------------------
+
+Test (user_app, get_many_answers_each_id)
+{
+    user_t *ada = s_create ("Ada", "ada@example.com");
+    user_t *bob = s_create ("Bob", "bob@example.com");
+    const char *missing = "00000000-0000-4000-8000-000000000099";
+    user_app_id_t ids[] = {
+        { user_id (bob), USER_ID_LEN }, { "nope", 4 }, { missing, USER_ID_LEN },
+        { user_id (ada), USER_ID_LEN }, { user_id (bob), USER_ID_LEN },
+    };
+    enum { COUNT = sizeof ids / sizeof ids[0] };
+    user_t *users[COUNT];
+    int rcs[COUNT];
+    const char *fields[COUNT], *whys[COUNT];
+    cr_assert_eq (user_app_get_many (s_app, ids, COUNT, users, rcs, fields, whys), 0);
+    cr_assert_eq (rcs[0], 0);
+    cr_assert_str_eq (user_name (users[0]), "Bob");
+    cr_assert_eq (rcs[1], MESH_EINVAL);
+    cr_assert_str_eq (fields[1], "id");
+    cr_assert_not_null (whys[1]);
+    cr_assert_null (users[1]);
+    cr_assert_eq (rcs[2], MESH_ENOTFOUND);
+    cr_assert_null (users[2]);
+    cr_assert_eq (rcs[3], 0);
+    cr_assert_str_eq (user_name (users[3]), "Ada");
+    cr_assert_eq (rcs[4], 0);
+    cr_assert_str_eq (user_id (users[4]), user_id (bob));
+    for (size_t index = 0; index < COUNT; index++)
+        user_destroy (&users[index]);
+
+    //  A store error holds for every valid id; a bad id stays a bad id
+    user_repo_memory_set_down (s_memory, true);
+    cr_assert_eq (user_app_get_many (s_app, ids, COUNT, users, rcs, fields, whys),
+                  MESH_EUNAVAIL);
+    for (size_t index = 0; index < COUNT; index++)
+        cr_assert_null (users[index]);
+    cr_assert_eq (rcs[1], MESH_EINVAL);
+    user_repo_memory_set_down (s_memory, false);
+    user_destroy (&ada);
+    user_destroy (&bob);
+}
+
+//  --- Events -----------------------------------------------------------------
+
+Test (user_app, events_in_order_with_bounds)
+{
+    user_t *ada = s_create ("Ada", "ada@example.com");
+    user_t *bob = s_create ("Bob", "bob@example.com");
+    cr_assert_eq (user_app_delete (s_app, user_id (ada), USER_ID_LEN, NULL, NULL), 0);
+    user_stored_event_t *events = NULL;
+    size_t count = 0;
+    int64_t after = 0, limit = 2;
+    cr_assert_eq (user_app_events (s_app, &after, &limit, &events, &count, NULL, NULL), 0);
+    cr_assert_eq (count, 2);
+    cr_assert_eq (events[0].seq, 1);
+    cr_assert_str_eq (events[0].type, USER_EVENT_CREATED);
+    cr_assert_str_eq (events[0].subject, user_id (ada));
+    cr_assert_eq (events[1].seq, 2);
+    cr_assert_str_eq (events[1].subject, user_id (bob));
+    user_stored_events_free (events, count);
+    after = 2;
+    cr_assert_eq (user_app_events (s_app, &after, NULL, &events, &count, NULL, NULL), 0);
+    cr_assert_eq (count, 1);
+    cr_assert_eq (events[0].seq, 3);
+    cr_assert_str_eq (events[0].type, USER_EVENT_DELETED);
+    user_stored_events_free (events, count);
+    after = 3;
+    cr_assert_eq (user_app_events (s_app, &after, NULL, &events, &count, NULL, NULL), 0);
+    cr_assert_eq (count, 0);
+    cr_assert_null (events);
+
+    const char *field = NULL, *why = NULL;
+    cr_assert_eq (user_app_events (s_app, NULL, NULL, &events, &count, &field, &why),
+                  MESH_EINVAL);
+    cr_assert_str_eq (field, "after_seq");
+    after = -1;
+    cr_assert_eq (user_app_events (s_app, &after, NULL, &events, &count, &field, &why),
+                  MESH_EINVAL);
+    cr_assert_str_eq (field, "after_seq");
+    after = 0;
+    const int64_t bad_limits[] = { 0, -5, USER_APP_EVENTS_MAX + 1 };
+    for (size_t index = 0; index < 3; index++) {
+        cr_assert_eq (user_app_events (s_app, &after, &bad_limits[index], &events, &count,
+                                       &field, &why), MESH_EINVAL);
+        cr_assert_str_eq (field, "limit");
+    }
+    limit = USER_APP_EVENTS_MAX;
+    cr_assert_eq (user_app_events (s_app, &after, &limit, &events, &count, NULL, NULL), 0);
+    cr_assert_eq (count, 3);
+    user_stored_events_free (events, count);
+    user_destroy (&ada);
+    user_destroy (&bob);
+}
+
+//  --- Idempotency units of the in-memory store ------------------------------
+//  (The port's contract, as the worker relies on it; the PostgreSQL adapter
+//  is held to it by the integration tests.)
+
+Test (user_app, idempotency_unit_keeps_or_undoes_the_change)
+{
+    user_repo_t *repo = user_repo_memory_repo (s_memory);
+    void *reply = NULL;
+    size_t reply_len = 0;
+    cr_assert_eq (user_repo_idem_claim (repo, "k1", "req", 3, &reply, &reply_len), 0);
+    cr_assert_null (reply);
+    user_t *ada = s_create ("Ada", "ada@example.com");
+    cr_assert_eq (user_repo_idem_complete (repo, "reply-1", 7), 0);
+    //  The same request: the stored reply, nothing runs
+    cr_assert_eq (user_repo_idem_claim (repo, "k1", "req", 3, &reply, &reply_len), 0);
+    cr_assert_eq (reply_len, 7);
+    cr_assert (memcmp (reply, "reply-1", 7) == 0);
+    free (reply);
+    //  Another request under the key
+    cr_assert_eq (user_repo_idem_claim (repo, "k1", "other", 5, &reply, &reply_len),
+                  MESH_ECONFLICT);
+    //  A released unit undoes its change and keeps no key
+    cr_assert_eq (user_repo_idem_claim (repo, "k2", "req", 3, &reply, &reply_len), 0);
+    user_t *bob = s_create ("Bob", "bob@example.com");
+    cr_assert_eq (user_repo_memory_user_count (s_memory), 2);
+    user_repo_idem_release (repo);
+    cr_assert_eq (user_repo_memory_user_count (s_memory), 1);
+    cr_assert_eq (s_events (), 1);
+    cr_assert_eq (user_repo_idem_claim (repo, "k2", "req", 3, &reply, &reply_len), 0);
+    cr_assert_null (reply);
+    user_repo_idem_release (repo);
+    char long_key[USER_IDEM_KEY_MAX + 2];
+    memset (long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    cr_assert_eq (user_repo_idem_claim (repo, long_key, "req", 3, &reply, &reply_len),
+                  MESH_EINVAL);
+    user_destroy (&ada);
+    user_destroy (&bob);
+}

@@ -47,6 +47,18 @@ typedef struct {
 typedef mesh_code_t (mesh_handler_fn) (void *arg, const mesh_request_t *request,
                                        mesh_response_t *response);
 
+//  Handle `count` requests at once: the requests the socket held together,
+//  at most min(credit, MESH_WORKER_MAX_BATCH), so a handler can serve them
+//  with fewer round trips to its own backend (e.g. a database pipeline).
+//  For each i, pack the reply body into responses[i].body and set codes[i]
+//  as mesh_handler_fn would return it (with responses[i].message on error).
+typedef void (mesh_batch_handler_fn) (void *arg, const mesh_request_t *requests,
+                                      mesh_response_t *responses, mesh_code_t *codes,
+                                      size_t count);
+
+//  Most requests a batch handler gets at once.
+#define MESH_WORKER_MAX_BATCH 64
+
 typedef struct {
     void *zmq_context;          //  Borrowed; NULL = a private context
     const char *broker;         //  Endpoint, e.g. "tcp://127.0.0.1:5555"
@@ -56,8 +68,9 @@ typedef struct {
     int liveness;               //  Missed heartbeats before reconnecting; default 3
     int reconnect_min_ms;       //  First backoff; default 100
     int reconnect_max_ms;       //  Backoff cap; default 2000
-    mesh_handler_fn *handler;   //  Required
-    void *handler_arg;          //  Passed to handler
+    mesh_handler_fn *handler;   //  One of handler and batch_handler is required
+    mesh_batch_handler_fn *batch_handler;   //  Used instead of handler when set
+    void *handler_arg;          //  Passed to the handler
 } mesh_worker_cfg_t;
 
 //  Create a worker (does not connect yet). Returns NULL with *err set when

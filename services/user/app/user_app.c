@@ -163,6 +163,43 @@ user_app_get (user_app_t *self, const char *id, size_t id_len, user_t **user_p,
 }
 
 //  --------------------------------------------------------------------------
+//  Several gets; the valid ids go to the repository together.
+int
+user_app_get_many (user_app_t *self, const user_app_id_t *ids, size_t count, user_t **users,
+                   int *rcs, const char **fields, const char **whys)
+{
+    assert (self);
+    assert (count <= USER_APP_GET_MANY_MAX);
+    char norm[USER_APP_GET_MANY_MAX][USER_ID_SIZE];
+    const char *valid[USER_APP_GET_MANY_MAX];
+    size_t slot_of[USER_APP_GET_MANY_MAX];
+    user_t *found[USER_APP_GET_MANY_MAX];
+    int found_rcs[USER_APP_GET_MANY_MAX];
+    size_t valid_count = 0;
+    for (size_t index = 0; index < count; index++) {
+        users[index] = NULL;
+        fields[index] = whys[index] = NULL;
+        assert (ids[index].ptr || ids[index].len == 0);
+        rcs[index] = s_id (ids[index].ptr, ids[index].len, "id", norm[index], &fields[index],
+                           &whys[index]);
+        if (rcs[index] == 0) {
+            valid[valid_count] = norm[index];
+            slot_of[valid_count++] = index;
+        }
+    }
+    if (valid_count == 0)
+        return 0;
+    int rc = user_repo_find_many (self->repo, valid, valid_count, found, found_rcs);
+    if (rc)
+        return rc;
+    for (size_t index = 0; index < valid_count; index++) {
+        users[slot_of[index]] = found[index];
+        rcs[slot_of[index]] = found_rcs[index];
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Change name and/or email; writes user.updated with the new state.
 int
 user_app_update (user_app_t *self, const char *id, size_t id_len, const char *name,
@@ -306,6 +343,36 @@ user_app_list (user_app_t *self, const char *after, size_t after_len, const int6
 
 //  --------------------------------------------------------------------------
 //  Page accessors.
+int
+user_app_events (user_app_t *self, const int64_t *after_seq, const int64_t *limit,
+                 user_stored_event_t **events_p, size_t *count_p, const char **field,
+                 const char **why)
+{
+    assert (self);
+    assert (events_p && count_p);
+    s_clear (field, why);
+    *events_p = NULL;
+    *count_p = 0;
+    const char *bad_field = NULL, *bad_why = NULL;
+    if (!after_seq || *after_seq < 0) {
+        bad_field = "after_seq";
+        bad_why = "after_seq is required: the last seq seen (0 before the first event)";
+    }
+    else if (limit && (*limit < 1 || *limit > USER_APP_EVENTS_MAX)) {
+        bad_field = "limit";
+        bad_why = "limit must be between 1 and 1000";
+    }
+    if (bad_field) {
+        if (field)
+            *field = bad_field;
+        if (why)
+            *why = bad_why;
+        return MESH_EINVAL;
+    }
+    size_t size = limit? (size_t) *limit: USER_APP_EVENTS_DEFAULT;
+    return user_repo_events (self->repo, (uint64_t) *after_seq, size, events_p, count_p);
+}
+
 size_t
 user_page_count (const user_page_t *self)
 {

@@ -23,6 +23,8 @@
 
 #define USER_APP_LIST_DEFAULT 50    //  Page size when the request has no limit
 #define USER_APP_LIST_MAX 500       //  Largest page a request may ask for
+#define USER_APP_EVENTS_DEFAULT 100 //  Events per events.list reply without a limit
+#define USER_APP_EVENTS_MAX 1000    //  Largest events.list limit
 
 //  Where ids and times come from. Both functions are called with `arg`.
 typedef struct {
@@ -67,6 +69,25 @@ int
     user_app_get (user_app_t *self, const char *id, size_t id_len, user_t **user_p,
                   const char **field, const char **why);
 
+//  A request id as sent: bytes and length (not NUL-terminated).
+typedef struct {
+    const char *ptr;
+    size_t len;
+} user_app_id_t;
+
+//  Most ids one user_app_get_many call takes.
+#define USER_APP_GET_MANY_MAX 64
+
+//  user_app_get for `count` ids (at most USER_APP_GET_MANY_MAX) at once, so
+//  the repository can fetch them together. For each i: rcs[i] is 0 with
+//  users[i] a fresh user the caller destroys, or MESH_EINVAL (fields[i],
+//  whys[i] as user_app_get sets them) or MESH_ENOTFOUND with users[i] NULL.
+//  Returns 0, or a store error that holds for every request (then every
+//  users[i] is NULL and rcs[i] is 0 for the ids that were valid).
+int
+    user_app_get_many (user_app_t *self, const user_app_id_t *ids, size_t count,
+                       user_t **users, int *rcs, const char **fields, const char **whys);
+
 //  Change the name and/or the email of a user; NULL leaves a field as it
 //  is, and at least one must be given (else MESH_EINVAL, field "name").
 //  updated_at becomes now; writes a user.updated event with the new state.
@@ -91,6 +112,17 @@ int
 int
     user_app_list (user_app_t *self, const char *after, size_t after_len, const int64_t *limit,
                    user_page_t **page_p, const char **field, const char **why);
+
+//  Events numbered by the relay with seq above `after_seq` (required:
+//  NULL or negative is MESH_EINVAL, field "after_seq"), in seq order, at
+//  most `limit` (NULL: USER_APP_EVENTS_DEFAULT; else 1..USER_APP_EVENTS_MAX,
+//  field "limit"). On 0 *events_p is a fresh array of *count_p events (NULL
+//  when none), freed with user_stored_events_free. Subscribers use it to
+//  catch up after a gap in the published stream.
+int
+    user_app_events (user_app_t *self, const int64_t *after_seq, const int64_t *limit,
+                     user_stored_event_t **events_p, size_t *count_p, const char **field,
+                     const char **why);
 
 //  Number of users on the page.
 size_t

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 //  Event types (the topic of the published event, CloudEvents `type`).
 #define USER_EVENT_CREATED "user.created"
@@ -32,6 +33,36 @@ typedef struct {
     int64_t time_us;            //  When the change happened, unix microseconds
 } user_event_t;
 
+//  One event as the outbox holds it once the relay has numbered it: what
+//  events.list returns and the relay publishes. `data` is the payload in
+//  the adapter's wire encoding (MessagePack for PostgreSQL), opaque here;
+//  it is owned by the event (free it with user_stored_events_free).
+#define USER_EVENT_TYPE_SIZE 16     //  Longest USER_EVENT_* + NUL, rounded up
+#define USER_TRACE_SIZE 64          //  A W3C traceparent is 55 characters
+typedef struct {
+    uint64_t seq;                       //  Given by the relay: 1, 2, 3, ...
+    char id[USER_ID_SIZE];              //  Event id
+    char type[USER_EVENT_TYPE_SIZE];    //  USER_EVENT_*
+    char subject[USER_ID_SIZE];         //  User id
+    char trace[USER_TRACE_SIZE];        //  traceparent, or "" when unknown
+    int64_t time_us;                    //  When the change happened
+    void *data;                         //  Owned; NULL when data_len is 0
+    size_t data_len;
+} user_stored_event_t;
+
+//  Free an array of `count` stored events and their data. Tolerates NULL.
+static inline void
+user_stored_events_free (user_stored_event_t *events, size_t count)
+{
+    if (events)
+        for (size_t index = 0; index < count; index++)
+            free (events[index].data);
+    free (events);
+}
+
+//  Longest idempotency key a repository stores, in bytes.
+#define USER_IDEM_KEY_MAX 255
+
 typedef struct user_repo_s user_repo_t;
 
 //  Operations of an adapter. Return codes, for every operation: 0, or
@@ -47,6 +78,12 @@ typedef struct {
     //  Fetch a user; on 0 *user_p is a fresh user the caller destroys.
     //  MESH_ENOTFOUND when there is no such user.
     int (*find) (user_repo_t *self, const char *id, user_t **user_p);
+    //  Fetch `count` users at once (an adapter may save round trips). On 0,
+    //  for each i: rcs[i] is 0 with users[i] a fresh user the caller
+    //  destroys, or MESH_ENOTFOUND with users[i] NULL. Any other return is
+    //  a store error for all of them, and every users[i] is NULL.
+    int (*find_many) (user_repo_t *self, const char *const *ids, size_t count, user_t **users,
+                      int *rcs);
     //  Replace the name, email and updated_at of the user with user's id,
     //  and store the event, atomically. MESH_ENOTFOUND when the user is
     //  gone, MESH_ECONFLICT when another user has the email.
@@ -60,6 +97,38 @@ typedef struct {
     //  destroys each user and frees the array.
     int (*list) (user_repo_t *self, const char *after_id, size_t limit, user_t ***users_p,
                  size_t *count_p);
+    //  Up to `limit` events numbered by the relay with seq > after_seq, in
+    //  seq order. On 0 *events_p is a fresh array of *count_p events (NULL
+    //  when none), freed with user_stored_events_free.
+    int (*events) (user_repo_t *self, uint64_t after_seq, size_t limit,
+                   user_stored_event_t **events_p, size_t *count_p);
+
+    //  Idempotency keys (at most USER_IDEM_KEY_MAX bytes; a longer key is
+    //  MESH_EINVAL). idem_claim starts a unit of work under `key`:
+    //  - 0 with *reply_p NULL: the key is new and now claimed; the next
+    //    change (insert, update or remove) belongs to the unit, which ends
+    //    with idem_complete (keep the change and the reply, atomically) or
+    //    idem_release (undo both). A concurrent claim of the same key waits
+    //    until this unit ends.
+    //  - 0 with *reply_p set: the key was completed before with the same
+    //    `request` bytes; *reply_p (fresh, *reply_len_p bytes; the caller
+    //    frees it) is the reply then stored. No unit is open.
+    //  - MESH_ECONFLICT: the key was completed with a different request.
+    //  Or a store error; no unit is open after any non-zero return.
+    int (*idem_claim) (user_repo_t *self, const char *key, const void *request,
+                       size_t request_len, void **reply_p, size_t *reply_len_p);
+    //  Store `reply` under the claimed key and make the unit durable.
+    //  Returns 0 or a store error (then nothing of the unit is kept).
+    int (*idem_complete) (user_repo_t *self, const void *reply, size_t reply_len);
+    //  Undo the open unit, if any. Never fails.
+    void (*idem_release) (user_repo_t *self);
+
+    //  What the adapter should know of the request being served, until the
+    //  next call: its deadline (unix ms, 0 = none; an adapter may stop work
+    //  past it and return MESH_ETIMEDOUT) and its W3C traceparent (NULL or
+    //  "" = none; copied, stored with the events the request writes).
+    void (*set_request) (user_repo_t *self, uint64_t deadline_ms, const char *trace);
+
     //  Destroy the adapter; nulls the caller's pointer, tolerates NULL.
     void (*destroy) (user_repo_t **self_p);
 } user_repo_ops_t;
@@ -82,6 +151,13 @@ user_repo_find (user_repo_t *self, const char *id, user_t **user_p)
 }
 
 static inline int
+user_repo_find_many (user_repo_t *self, const char *const *ids, size_t count, user_t **users,
+                     int *rcs)
+{
+    return self->ops->find_many (self, ids, count, users, rcs);
+}
+
+static inline int
 user_repo_update (user_repo_t *self, const user_t *user, const user_event_t *event)
 {
     return self->ops->update (self, user, event);
@@ -98,6 +174,38 @@ user_repo_list (user_repo_t *self, const char *after_id, size_t limit, user_t **
                 size_t *count_p)
 {
     return self->ops->list (self, after_id, limit, users_p, count_p);
+}
+
+static inline int
+user_repo_events (user_repo_t *self, uint64_t after_seq, size_t limit,
+                  user_stored_event_t **events_p, size_t *count_p)
+{
+    return self->ops->events (self, after_seq, limit, events_p, count_p);
+}
+
+static inline int
+user_repo_idem_claim (user_repo_t *self, const char *key, const void *request,
+                      size_t request_len, void **reply_p, size_t *reply_len_p)
+{
+    return self->ops->idem_claim (self, key, request, request_len, reply_p, reply_len_p);
+}
+
+static inline int
+user_repo_idem_complete (user_repo_t *self, const void *reply, size_t reply_len)
+{
+    return self->ops->idem_complete (self, reply, reply_len);
+}
+
+static inline void
+user_repo_idem_release (user_repo_t *self)
+{
+    self->ops->idem_release (self);
+}
+
+static inline void
+user_repo_set_request (user_repo_t *self, uint64_t deadline_ms, const char *trace)
+{
+    self->ops->set_request (self, deadline_ms, trace);
 }
 
 static inline void

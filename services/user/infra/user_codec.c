@@ -7,6 +7,7 @@
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_err.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +71,31 @@ s_field_str (const msgpack_object *body, const char *name, bool required, s_str_
     return 0;
 }
 
+//  Read optional integer field `name` of map-or-nil `body` into *value
+//  (*present says whether it was there). Integers beyond int64 become
+//  INT64_MAX: still out of range for every use case. Returns 0 or
+//  MESH_EINVAL when the field is not an integer.
+static int
+s_field_int (const msgpack_object *body, const char *name, bool *present, int64_t *value,
+             char *message, size_t message_size)
+{
+    *present = false;
+    const msgpack_object *object = body && body->type == MSGPACK_OBJECT_MAP
+                                       ? s_lookup (body, name) : NULL;
+    if (!object)
+        return 0;
+    if (object->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *value = object->via.u64 > (uint64_t) INT64_MAX ? INT64_MAX : (int64_t) object->via.u64;
+    else if (object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *value = object->via.i64;
+    else {
+        snprintf (message, message_size, "field '%s' must be an integer", name);
+        return MESH_EINVAL;
+    }
+    *present = true;
+    return 0;
+}
+
 //  A use case's result code as the codec's, with the message it deserves.
 static int
 s_app_error (int rc, const char *field, const char *why, char *message, size_t message_size)
@@ -87,6 +113,9 @@ s_app_error (int rc, const char *field, const char *why, char *message, size_t m
         return rc;
     case MESH_EUNAVAIL:
         snprintf (message, message_size, "database unavailable");
+        return rc;
+    case MESH_ETIMEDOUT:
+        snprintf (message, message_size, "the request's deadline passed in the database");
         return rc;
     default:
         snprintf (message, message_size, "internal error: %s", mesh_strerror (rc));
@@ -163,6 +192,39 @@ user_codec_get (user_app_t *app, const msgpack_object *body, msgpack_packer *rep
     return s_reply_user (rc, &user, field, why, reply, message, message_size);
 }
 
+void
+user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_t count,
+                     msgpack_packer *const *replies, char *const *messages, size_t message_size,
+                     int *rcs)
+{
+    assert (count <= USER_APP_GET_MANY_MAX);
+    user_app_id_t ids[USER_APP_GET_MANY_MAX];
+    size_t slot_of[USER_APP_GET_MANY_MAX];
+    size_t asked = 0;
+    for (size_t index = 0; index < count; index++) {
+        messages[index][0] = '\0';
+        s_str_t id;
+        rcs[index] = s_need_map (bodies[index], false, messages[index], message_size);
+        if (!rcs[index])
+            rcs[index] = s_field_str (bodies[index], "id", true, &id, messages[index],
+                                      message_size);
+        if (!rcs[index]) {
+            ids[asked] = (user_app_id_t) { id.ptr, id.len };
+            slot_of[asked++] = index;
+        }
+    }
+    user_t *users[USER_APP_GET_MANY_MAX];
+    int app_rcs[USER_APP_GET_MANY_MAX];
+    const char *fields[USER_APP_GET_MANY_MAX], *whys[USER_APP_GET_MANY_MAX];
+    int rc = asked ? user_app_get_many (app, ids, asked, users, app_rcs, fields, whys) : 0;
+    for (size_t index = 0; index < asked; index++) {
+        size_t slot = slot_of[index];
+        int app_rc = rc && app_rcs[index] == 0 ? rc : app_rcs[index];
+        rcs[slot] = s_reply_user (app_rc, &users[index], fields[index], whys[index],
+                                  replies[slot], messages[slot], message_size);
+    }
+}
+
 int
 user_codec_list (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
                  char *message, size_t message_size)
@@ -176,21 +238,9 @@ user_codec_list (user_app_t *app, const msgpack_object *body, msgpack_packer *re
         return rc;
     int64_t limit = 0;
     bool has_limit = false;
-    const msgpack_object *object = body && body->type == MSGPACK_OBJECT_MAP
-                                       ? s_lookup (body, "limit") : NULL;
-    if (object) {
-        if (object->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            //  Too big for int64: still out of range for the use case
-            limit = object->via.u64 > (uint64_t) INT64_MAX ? INT64_MAX
-                                                           : (int64_t) object->via.u64;
-        else if (object->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-            limit = object->via.i64;
-        else {
-            snprintf (message, message_size, "field 'limit' must be an integer");
-            return MESH_EINVAL;
-        }
-        has_limit = true;
-    }
+    rc = s_field_int (body, "limit", &has_limit, &limit, message, message_size);
+    if (rc)
+        return rc;
     user_page_t *page = NULL;
     const char *field = NULL, *why = NULL;
     rc = user_app_list (app, after.present ? after.ptr : NULL, after.len,
@@ -251,5 +301,72 @@ user_codec_delete (user_app_t *app, const msgpack_object *body, msgpack_packer *
     if (rc)
         return s_app_error (rc, field, why, message, message_size);
     msgpack_pack_map (reply, 0);
+    return 0;
+}
+
+void
+user_codec_pack_event (msgpack_packer *packer, const user_stored_event_t *event)
+{
+    char time[USER_TIME_SIZE] = "";
+    //  Times stored come from user_new-checked users: in range
+    user_format_time (event->time_us, time, sizeof time);
+    bool traced = event->trace[0] != '\0';
+    msgpack_pack_map (packer, traced ? 10 : 9);
+    mesh_pack_cstr (packer, "specversion");
+    mesh_pack_cstr (packer, "1.0");
+    mesh_pack_cstr (packer, "id");
+    mesh_pack_cstr (packer, event->id);
+    mesh_pack_cstr (packer, "source");
+    mesh_pack_cstr (packer, USER_EVENT_SOURCE);
+    mesh_pack_cstr (packer, "type");
+    mesh_pack_cstr (packer, event->type);
+    mesh_pack_cstr (packer, "time");
+    mesh_pack_cstr (packer, time);
+    mesh_pack_cstr (packer, "subject");
+    mesh_pack_cstr (packer, event->subject);
+    mesh_pack_cstr (packer, "datacontenttype");
+    mesh_pack_cstr (packer, "application/msgpack");
+    mesh_pack_cstr (packer, "data");
+    //  The payload as stored with the change, byte for byte (one packed
+    //  object); nil from a store that keeps no encoding
+    if (event->data_len)
+        packer->callback (packer->data, event->data, event->data_len);
+    else
+        msgpack_pack_nil (packer);
+    mesh_pack_cstr (packer, "seq");
+    msgpack_pack_uint64 (packer, event->seq);
+    if (traced) {
+        mesh_pack_cstr (packer, "trace");
+        mesh_pack_cstr (packer, event->trace);
+    }
+}
+
+int
+user_codec_events (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
+                   char *message, size_t message_size)
+{
+    message[0] = '\0';
+    int rc = s_need_map (body, false, message, message_size);
+    bool has_after = false, has_limit = false;
+    int64_t after_seq = 0, limit = 0;
+    if (!rc)
+        rc = s_field_int (body, "after_seq", &has_after, &after_seq, message, message_size);
+    if (!rc)
+        rc = s_field_int (body, "limit", &has_limit, &limit, message, message_size);
+    if (rc)
+        return rc;
+    user_stored_event_t *events = NULL;
+    size_t count = 0;
+    const char *field = NULL, *why = NULL;
+    rc = user_app_events (app, has_after ? &after_seq : NULL, has_limit ? &limit : NULL, &events,
+                          &count, &field, &why);
+    if (rc)
+        return s_app_error (rc, field, why, message, message_size);
+    msgpack_pack_map (reply, 1);
+    mesh_pack_cstr (reply, "items");
+    msgpack_pack_array (reply, count);
+    for (size_t index = 0; index < count; index++)
+        user_codec_pack_event (reply, &events[index]);
+    user_stored_events_free (events, count);
     return 0;
 }

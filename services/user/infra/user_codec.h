@@ -31,12 +31,33 @@ typedef int (user_codec_fn) (user_app_t *app, const msgpack_object *body,
 user_codec_fn user_codec_create;
 //  user.get {id} -> the user
 user_codec_fn user_codec_get;
+//  user.get for `count` requests at once (at most USER_APP_GET_MANY_MAX):
+//  request i's body is bodies[i], its reply goes to replies[i] and its
+//  message (message_size bytes) to messages[i]; rcs[i] is what
+//  user_codec_get would return for it.
+void
+    user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_t count,
+                         msgpack_packer *const *replies, char *const *messages,
+                         size_t message_size, int *rcs);
 //  user.list {limit?, after?} (body may be nil) -> {items, next}
 user_codec_fn user_codec_list;
 //  user.update {id, name?, email?} -> the user
 user_codec_fn user_codec_update;
 //  user.delete {id} -> {}
 user_codec_fn user_codec_delete;
+
+//  events.list {after_seq, limit?} -> {items: [event...]} in seq order
+user_codec_fn user_codec_events;
+
+//  CloudEvents `source` of the user service's events.
+#define USER_EVENT_SOURCE "/services/user"
+
+//  Pack one event as published and as events.list returns it: a map of
+//  CloudEvents 1.0 attributes (specversion, id, source, type, time,
+//  subject, datacontenttype "application/msgpack", data = the stored
+//  payload as is) plus seq, and trace when known.
+void
+    user_codec_pack_event (msgpack_packer *packer, const user_stored_event_t *event);
 
 //  Pack one user as a 5-entry map.
 void

@@ -9,11 +9,19 @@
     Times cross the wire as int8 unix microseconds and are turned into
     timestamptz (and back) in SQL with integer arithmetic only, so they are
     exact to the microsecond over the whole range user.h allows.
+    Deadlines: before each operation the session's statement_timeout is
+    brought within the request's remaining time, but only when it is off
+    by more than a factor of two (set to 3/4 of the remaining time), so a
+    steady stream of requests with similar deadlines costs no extra round
+    trip. A statement cancelled by it returns MESH_ETIMEDOUT.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "user_repo_pg.h"
+#include "user_codec.h"
+#include "user_outbox.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_time.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -24,23 +32,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  int8 unix microseconds in parameter $n as a timestamptz. Whole seconds
-//  and the remaining microseconds are scaled separately: interval * number
-//  goes through float8, exact only below 2^53, which whole seconds (and
-//  microseconds under a million) always are, but microseconds since the
-//  epoch are not for years far from now.
-#define S_TIME(n)                                                                                  \
-    "(timestamptz 'epoch' + ($" n "::int8 / 1000000) * interval '1 second'"                        \
-    " + ($" n "::int8 % 1000000) * interval '1 microsecond')"
-
-//  A timestamptz column as int8 unix microseconds (extract returns numeric
-//  since PostgreSQL 14: exact).
-#define S_MICROS(column) "(extract(epoch FROM " column ") * 1000000)::int8"
+#define S_TIME USER_SQL_TIME
+#define S_MICROS USER_SQL_MICROS
 
 #define S_USER_COLUMNS                                                                             \
     "id::text, name, email, " S_MICROS ("created_at") ", " S_MICROS ("updated_at")
 
-//  Prepared statements, by name; s_ready prepares the whole table.
+//  Prepared statements, by name; s_ready prepares the whole table. The name
+//  is also the `statement` label of the query duration histogram.
 typedef enum {
     S_INSERT,
     S_FIND,
@@ -48,8 +47,23 @@ typedef enum {
     S_REMOVE,
     S_LIST_FIRST,
     S_LIST_AFTER,
+    S_EVENTS,
+    S_IDEM_CLAIM,
+    S_IDEM_FIND,
+    S_IDEM_COMPLETE,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_TIMEOUT,
     S_STATEMENTS //  Count
 } s_statement_t;
+
+//  The event's columns of an outbox insert, after a change's own parameters
+//  $1..$n: event id, type, subject, data, time, trace ("" = none).
+#define S_OUTBOX_INSERT(a, b, c, d, e, f)                                                          \
+    " INSERT INTO outbox (event_id, type, subject, data, created_at, trace)"                       \
+    " SELECT $" a "::uuid, $" b "::text, $" c "::uuid, $" d "::bytea, " S_TIME (e)                 \
+    ", NULLIF($" f "::text, '') FROM u"
 
 // clang-format off
 static const struct {
@@ -59,35 +73,72 @@ static const struct {
     [S_INSERT] = { "user_insert",
         "WITH u AS (INSERT INTO users (id, name, email, created_at, updated_at)"
         " VALUES ($1::uuid, $2::text, $3::text, " S_TIME ("4") ", " S_TIME ("5") ")"
-        " RETURNING id)"
-        " INSERT INTO outbox (event_id, type, subject, data, created_at)"
-        " SELECT $6::uuid, $7::text, $8::uuid, $9::bytea, " S_TIME ("10") " FROM u" },
+        " RETURNING id)" S_OUTBOX_INSERT ("6", "7", "8", "9", "10", "11") },
     [S_FIND] = { "user_find",
         "SELECT " S_USER_COLUMNS " FROM users WHERE id = $1::uuid" },
     [S_UPDATE] = { "user_update",
         "WITH u AS (UPDATE users SET name = $2::text, email = $3::text,"
         " updated_at = " S_TIME ("4") " WHERE id = $1::uuid RETURNING id)"
-        " INSERT INTO outbox (event_id, type, subject, data, created_at)"
-        " SELECT $5::uuid, $6::text, $7::uuid, $8::bytea, " S_TIME ("9") " FROM u" },
+        S_OUTBOX_INSERT ("5", "6", "7", "8", "9", "10") },
     [S_REMOVE] = { "user_remove",
         "WITH u AS (DELETE FROM users WHERE id = $1::uuid RETURNING id)"
-        " INSERT INTO outbox (event_id, type, subject, data, created_at)"
-        " SELECT $2::uuid, $3::text, $4::uuid, $5::bytea, " S_TIME ("6") " FROM u" },
+        S_OUTBOX_INSERT ("2", "3", "4", "5", "6", "7") },
     [S_LIST_FIRST] = { "user_list_first",
         "SELECT " S_USER_COLUMNS " FROM users ORDER BY id LIMIT $1::int8" },
     [S_LIST_AFTER] = { "user_list_after",
         "SELECT " S_USER_COLUMNS " FROM users WHERE id > $1::uuid ORDER BY id LIMIT $2::int8" },
+    //  Only numbered rows (seq > n excludes NULL); the relay numbers whole
+    //  batches in one transaction, so no reader sees a gap inside one.
+    [S_EVENTS] = { "events_after",
+        "SELECT " USER_OUTBOX_EVENT_COLUMNS ("outbox") " FROM outbox"
+        " WHERE seq > $1::int8 ORDER BY seq LIMIT $2::int8" },
+    //  Claims the key, or (0 rows) finds it taken. A concurrent claim of the
+    //  same key blocks on the primary key until this transaction ends.
+    [S_IDEM_CLAIM] = { "idem_claim",
+        "INSERT INTO idempotency_keys (key, request) VALUES ($1::text, $2::bytea)"
+        " ON CONFLICT (key) DO NOTHING" },
+    [S_IDEM_FIND] = { "idem_find",
+        "SELECT request, reply FROM idempotency_keys WHERE key = $1::text" },
+    [S_IDEM_COMPLETE] = { "idem_complete",
+        "UPDATE idempotency_keys SET reply = $2::bytea WHERE key = $1::text" },
+    [S_BEGIN] = { "begin", "BEGIN" },
+    [S_COMMIT] = { "commit", "COMMIT" },
+    [S_ROLLBACK] = { "rollback", "ROLLBACK" },
+    //  Session-wide (is_local false): kept across statements until changed
+    [S_TIMEOUT] = { "statement_timeout",
+        "SELECT set_config('statement_timeout', $1::text, false)" },
 };
 // clang-format on
 
 #define S_INT64_SIZE 24 //  "-9223372036854775808" + NUL, rounded up
+//  Statement timeout for requests without a deadline: a bound, so that no
+//  statement holds a worker thread for ever.
+#define S_TIMEOUT_NO_DEADLINE_MS 30000
+//  libpq's connect timeout, seconds: a server that does not answer must not
+//  hold a worker past any sensible deadline.
+#define S_CONNECT_TIMEOUT "5"
+
+struct user_pg_metrics_s {
+    mesh_histogram_t *duration[S_STATEMENTS];   //  By statement name
+    mesh_gauge_t *up;                           //  Connections usable
+    mesh_gauge_t *down;                         //  Connections lost, not yet back
+    mesh_counter_t *failures;                   //  Connection attempts that failed
+};
 
 typedef struct {
-    user_repo_t base; //  The port; first member, so casts work
-    char *conninfo;   //  Owned copy, for PQconnectdb
-    PGconn *conn;     //  Owned; NULL until the first connect
-    bool broken;      //  The connection failed: reset before next use
-    bool prepared;    //  Statements prepared on this connection
+    user_repo_t base;           //  The port; first member, so casts work
+    char *conninfo;             //  Owned copy, for PQconnectdbParams
+    user_pg_metrics_t *metrics; //  Borrowed; may be NULL
+    PGconn *conn;               //  Owned; NULL until the first connect
+    bool broken;                //  The connection failed: reset before next use
+    bool prepared;              //  Statements prepared on this connection
+    bool counted_up;            //  Counted in metrics->up (else in ->down, once seen)
+    bool counted;               //  Counted in either gauge
+    bool in_unit;               //  An idempotency unit (transaction) is open
+    char idem_key[USER_IDEM_KEY_MAX + 1];   //  Key of the open unit
+    uint64_t deadline_ms;       //  Of the request being served; 0 = none
+    char trace[USER_TRACE_SIZE];//  Of the request being served; "" = none
+    long timeout_ms;            //  statement_timeout set on the session; -1 = unknown
 } s_repo_t;
 
 //  --------------------------------------------------------------------------
@@ -96,7 +147,54 @@ static s_repo_t *
 s_self (user_repo_t *repo)
 {
     assert (repo);
-    return (s_repo_t *)repo;
+    return (s_repo_t *) repo;
+}
+
+//  --------------------------------------------------------------------------
+//  Metrics of the adapters: one table for every connection of the process.
+user_pg_metrics_t *
+user_pg_metrics_new (mesh_metrics_t *metrics)
+{
+    assert (metrics);
+    user_pg_metrics_t *self = (user_pg_metrics_t *) mesh_alloc (sizeof (user_pg_metrics_t));
+    for (int index = 0; index < S_STATEMENTS; index++)
+        self->duration[index] = mesh_metrics_histogram (
+            metrics, "mesh_user_db_query_duration_seconds",
+            "Time from sending a statement to PostgreSQL to having its result, by statement",
+            NULL, 0, "statement", s_statements[index].name, NULL);
+    self->up = mesh_metrics_gauge (metrics, "mesh_user_db_connections",
+                                   "Database connections of the worker threads, by state",
+                                   "state", "up", NULL);
+    self->down = mesh_metrics_gauge (metrics, "mesh_user_db_connections",
+                                     "Database connections of the worker threads, by state",
+                                     "state", "down", NULL);
+    self->failures = mesh_metrics_counter (
+        metrics, "mesh_user_db_connect_failures_total",
+        "Attempts to open or reset a database connection that failed", NULL);
+    return self;
+}
+
+void
+user_pg_metrics_destroy (user_pg_metrics_t **self_p)
+{
+    if (self_p && *self_p) {
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Move this connection to the `up` or `down` gauge.
+static void
+s_count_state (s_repo_t *self, bool up)
+{
+    if (!self->metrics || (self->counted && self->counted_up == up))
+        return;
+    if (self->counted)
+        mesh_gauge_add (self->counted_up? self->metrics->up: self->metrics->down, -1);
+    mesh_gauge_add (up? self->metrics->up: self->metrics->down, 1);
+    self->counted = true;
+    self->counted_up = up;
 }
 
 //  --------------------------------------------------------------------------
@@ -119,42 +217,127 @@ s_state_unavailable (const char *state)
 static int
 s_failure (s_repo_t *self, const PGresult *result, const char *op)
 {
-    const char *state = result ? PQresultErrorField (result, PG_DIAG_SQLSTATE) : NULL;
+    const char *state = result? PQresultErrorField (result, PG_DIAG_SQLSTATE): NULL;
+    //  A failed statement inside a transaction rolls back any set_config
+    //  made in it: the session's timeout is no longer known
+    self->timeout_ms = -1;
     if (state && strcmp (state, "23505") == 0)
-        return MESH_ECONFLICT; //  An expected outcome, not worth a line
+        return MESH_ECONFLICT;  //  An expected outcome, not worth a line
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK || s_state_unavailable (state)) {
         self->broken = true;
+        s_count_state (self, false);
         //  libpq's own connection messages carry no data
         mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: database unavailable", "op", op, "sqlstate",
-                     state, "error", self->conn ? PQerrorMessage (self->conn) : NULL, NULL);
+                     state, "error", self->conn? PQerrorMessage (self->conn): NULL, NULL);
         return MESH_EUNAVAIL;
     }
-    const char *constraint = result ? PQresultErrorField (result, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    if (state && strcmp (state, "57014") == 0)
+        return MESH_ETIMEDOUT;  //  statement_timeout: the request's deadline
+    const char *constraint = result? PQresultErrorField (result, PG_DIAG_CONSTRAINT_NAME): NULL;
     mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: statement failed", "op", op, "sqlstate",
-                 state ? state : "none", "constraint", constraint, NULL);
+                 state? state: "none", "constraint", constraint, NULL);
     return MESH_EIO;
 }
 
 //  --------------------------------------------------------------------------
+//  Run prepared statement `statement` and time it. Returns the result
+//  (NULL only when libpq is out of memory); the caller clears it.
+static PGresult *
+s_exec (s_repo_t *self, s_statement_t statement, int nparams, const char *const *values,
+        const int *lengths, const int *formats, int binary_result)
+{
+    int64_t started_us = mesh_mono_us ();
+    PGresult *result = PQexecPrepared (self->conn, s_statements[statement].name, nparams, values,
+                                       lengths, formats, binary_result);
+    if (self->metrics)
+        mesh_histogram_observe (self->metrics->duration[statement],
+                                (double) (mesh_mono_us () - started_us) / 1e6);
+    return result;
+}
+
+//  --------------------------------------------------------------------------
+//  Run a statement that returns no rows. Returns 0 or a failure code.
+static int
+s_command (s_repo_t *self, s_statement_t statement, int nparams, const char *const *values,
+           const int *lengths, const int *formats)
+{
+    PGresult *result = s_exec (self, statement, nparams, values, lengths, formats, 0);
+    int rc = PQresultStatus (result) == PGRES_COMMAND_OK
+                     || PQresultStatus (result) == PGRES_TUPLES_OK
+                 ? 0
+                 : s_failure (self, result, s_statements[statement].name);
+    PQclear (result);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Keep the session's statement_timeout within the request's remaining
+//  time, and at least half of it. Returns 0, MESH_ETIMEDOUT when the
+//  deadline has passed already, or a failure code.
+static int
+s_fit_timeout (s_repo_t *self)
+{
+    long remaining = S_TIMEOUT_NO_DEADLINE_MS * 4 / 3;
+    if (self->deadline_ms) {
+        int64_t left = (int64_t) self->deadline_ms - mesh_wall_ms ();
+        if (left <= 0)
+            return MESH_ETIMEDOUT;
+        remaining = left > S_TIMEOUT_NO_DEADLINE_MS * 4 / 3? S_TIMEOUT_NO_DEADLINE_MS * 4 / 3
+                                                           : (long) left;
+    }
+    if (self->timeout_ms > 0 && self->timeout_ms <= remaining && self->timeout_ms * 2 >= remaining)
+        return 0;
+    long timeout = remaining * 3 / 4 > 0? remaining * 3 / 4: 1;
+    char text[S_INT64_SIZE];
+    snprintf (text, sizeof text, "%ld", timeout);
+    const char *values[1] = {text};
+    int rc = s_command (self, S_TIMEOUT, 1, values, NULL, NULL);
+    if (rc == 0)
+        self->timeout_ms = timeout;
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Open the connection: the caller's conninfo (a keyword string or a URL),
+//  with a connect timeout unless it sets its own.
+static PGconn *
+s_connect (const char *conninfo)
+{
+    const char *const keywords[] = {"connect_timeout", "dbname", NULL};
+    const char *const values[] = {S_CONNECT_TIMEOUT, conninfo, NULL};
+    return PQconnectdbParams (keywords, values, 1);     //  1: expand dbname
+}
+
+//  --------------------------------------------------------------------------
 //  Make the connection usable: connect the first time, reset it after a
-//  failure, and prepare the statements on a fresh connection. Returns 0,
-//  MESH_EUNAVAIL or MESH_EIO. Called at the start of every operation, so an
-//  adapter whose server went away recovers on the first call after it is
-//  back, without the caller doing anything.
+//  failure, prepare the statements on a fresh connection, and fit the
+//  statement timeout to the request. Returns 0, MESH_EUNAVAIL, MESH_EIO or
+//  MESH_ETIMEDOUT. Called at the start of every operation, so an adapter
+//  whose server went away recovers on the first call after it is back,
+//  without the caller doing anything.
 static int
 s_ready (s_repo_t *self)
 {
     if (self->conn && !self->broken && self->prepared && PQstatus (self->conn) == CONNECTION_OK)
-        return 0;
+        return s_fit_timeout (self);
+    if (self->in_unit)
+        return MESH_EUNAVAIL;   //  The unit's transaction died with the connection
     if (!self->conn)
-        self->conn = PQconnectdb (self->conninfo);
+        self->conn = s_connect (self->conninfo);
     else if (self->broken || PQstatus (self->conn) != CONNECTION_OK)
-        PQreset (self->conn); //  Same parameters; prepared statements are gone
+        PQreset (self->conn);   //  Same parameters; prepared statements are gone
     self->prepared = false;
+    self->timeout_ms = -1;
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         self->broken = true;
-        mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: cannot connect", "error",
-                     self->conn ? PQerrorMessage (self->conn) : "out of memory", NULL);
+        s_count_state (self, false);
+        if (self->metrics)
+            mesh_counter_inc (self->metrics->failures);
+        char message[256];
+        snprintf (message, sizeof message, "%s",
+                  self->conn? PQerrorMessage (self->conn): "out of memory");
+        message[strcspn (message, "\n")] = '\0';
+        mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: cannot connect", "error", message, NULL);
         return MESH_EUNAVAIL;
     }
     self->broken = false;
@@ -170,57 +353,31 @@ s_ready (s_repo_t *self)
             //  A half-prepared connection cannot be re-prepared (duplicate
             //  names): start afresh next time
             self->broken = true;
-            return rc == MESH_ECONFLICT ? MESH_EIO : rc;
+            return rc == MESH_ECONFLICT? MESH_EIO: rc;
         }
         PQclear (result);
     }
     self->prepared = true;
-    return 0;
-}
-
-//  --------------------------------------------------------------------------
-//  Append a MessagePack string.
-static void
-s_pack_str (msgpack_packer *packer, const char *text)
-{
-    size_t len = strlen (text);
-    msgpack_pack_str (packer, len);
-    msgpack_pack_str_body (packer, text, len);
+    s_count_state (self, true);
+    return s_fit_timeout (self);
 }
 
 //  --------------------------------------------------------------------------
 //  Pack the event payload: the user as a map {id, name, email, created_at,
-//  updated_at}, times as RFC 3339 strings (user_format_time), into `buffer`
-//  (initialised by the caller). Returns 0 or MESH_EINVAL (a time out of
-//  range: cannot happen for a user built by user_new).
-static int
+//  updated_at}, the same map as the service's replies (user_codec).
+static void
 s_pack_user (const user_t *user, msgpack_sbuffer *buffer)
 {
-    char created[USER_TIME_SIZE];
-    char updated[USER_TIME_SIZE];
-    if (user_format_time (user_created_at_us (user), created, sizeof created) ||
-        user_format_time (user_updated_at_us (user), updated, sizeof updated))
-        return MESH_EINVAL;
     msgpack_packer packer;
     msgpack_packer_init (&packer, buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 5);
-    s_pack_str (&packer, "id");
-    s_pack_str (&packer, user_id (user));
-    s_pack_str (&packer, "name");
-    s_pack_str (&packer, user_name (user));
-    s_pack_str (&packer, "email");
-    s_pack_str (&packer, user_email (user));
-    s_pack_str (&packer, "created_at");
-    s_pack_str (&packer, created);
-    s_pack_str (&packer, "updated_at");
-    s_pack_str (&packer, updated);
-    return 0;
+    user_codec_pack_user (&packer, user);
 }
 
 //  --------------------------------------------------------------------------
-//  Run a change statement whose last five parameters are the event's
-//  (event id, type, subject, data, time) after `nfixed` leading ones.
-//  Returns 0, MESH_ENOTFOUND when it changed no row, or a failure code.
+//  Run a change statement whose last six parameters are the event's
+//  (event id, type, subject, data, time, trace) after `nfixed` leading
+//  ones. Returns 0, MESH_ENOTFOUND when it changed no row, or a failure
+//  code.
 static int
 s_change (s_repo_t *self, s_statement_t statement, const char **fixed, int nfixed,
           const user_event_t *event)
@@ -231,37 +388,32 @@ s_change (s_repo_t *self, s_statement_t statement, const char **fixed, int nfixe
         return rc;
     msgpack_sbuffer data;
     msgpack_sbuffer_init (&data);
-    if (s_pack_user (event->user, &data)) {
-        msgpack_sbuffer_destroy (&data);
-        mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: event time out of range", "op",
-                     s_statements[statement].name, NULL);
-        return MESH_EIO;
-    }
+    s_pack_user (event->user, &data);
     char event_time[S_INT64_SIZE];
     snprintf (event_time, sizeof event_time, "%" PRId64, event->time_us);
 
-    const char *values[10];
-    int lengths[10] = {0};
-    int formats[10] = {0};
-    assert (nfixed + 5 <= 10);
+    const char *values[11];
+    int lengths[11] = {0};
+    int formats[11] = {0};
+    assert (nfixed + 6 <= 11);
     for (int index = 0; index < nfixed; index++)
         values[index] = fixed[index];
     values[nfixed] = event->id;
     values[nfixed + 1] = event->type;
     values[nfixed + 2] = event->subject;
     //  A bytea parameter in binary: the packed bytes as they are
-    values[nfixed + 3] = data.data ? data.data : "";
-    lengths[nfixed + 3] = (int)data.size;
+    values[nfixed + 3] = data.data? data.data: "";
+    lengths[nfixed + 3] = (int) data.size;
     formats[nfixed + 3] = 1;
     values[nfixed + 4] = event_time;
+    values[nfixed + 5] = self->trace;
 
-    PGresult *result = PQexecPrepared (self->conn, s_statements[statement].name, nfixed + 5, values,
-                                       lengths, formats, 0);
+    PGresult *result = s_exec (self, statement, nfixed + 6, values, lengths, formats, 0);
     msgpack_sbuffer_destroy (&data);
     if (PQresultStatus (result) != PGRES_COMMAND_OK)
         rc = s_failure (self, result, s_statements[statement].name);
     else if (strcmp (PQcmdTuples (result), "0") == 0)
-        rc = MESH_ENOTFOUND; //  No such user: u was empty, no event either
+        rc = MESH_ENOTFOUND;    //  No such user: u was empty, no event either
     PQclear (result);
     return rc;
 }
@@ -299,7 +451,7 @@ s_insert (user_repo_t *repo, const user_t *user, const user_event_t *event)
     const char *fixed[5] = {user_id (user), user_name (user), user_email (user), created, updated};
     int rc = s_change (self, S_INSERT, fixed, 5, event);
     //  INSERT ... VALUES always yields its row: 0 rows cannot happen
-    return rc == MESH_ENOTFOUND ? MESH_EIO : rc;
+    return rc == MESH_ENOTFOUND? MESH_EIO: rc;
 }
 
 //  --------------------------------------------------------------------------
@@ -314,8 +466,7 @@ s_find (user_repo_t *repo, const char *id, user_t **user_p)
     if (rc)
         return rc;
     const char *values[1] = {id};
-    PGresult *result =
-        PQexecPrepared (self->conn, s_statements[S_FIND].name, 1, values, NULL, NULL, 0);
+    PGresult *result = s_exec (self, S_FIND, 1, values, NULL, NULL, 0);
     if (PQresultStatus (result) != PGRES_TUPLES_OK)
         rc = s_failure (self, result, s_statements[S_FIND].name);
     else if (PQntuples (result) == 0)
@@ -323,6 +474,71 @@ s_find (user_repo_t *repo, const char *id, user_t **user_p)
     else
         rc = s_user_from_row (result, 0, user_p);
     PQclear (result);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Fetch several users in one round trip: libpq's pipeline mode sends every
+//  S_FIND, then one Sync, and reads the results in order. Reads only, so
+//  one implicit transaction for all of them is harmless.
+static int
+s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **users, int *rcs)
+{
+    s_repo_t *self = s_self (repo);
+    for (size_t index = 0; index < count; index++)
+        users[index] = NULL;
+    if (count == 1) {
+        rcs[0] = s_find (repo, ids[0], &users[0]);
+        return rcs[0] == 0 || rcs[0] == MESH_ENOTFOUND? 0: rcs[0];
+    }
+    int rc = s_ready (self);
+    if (rc)
+        return rc;
+    int64_t started_us = mesh_mono_us ();
+    if (!PQenterPipelineMode (self->conn))
+        return s_failure (self, NULL, "pipeline");
+    for (size_t index = 0; index < count && rc == 0; index++)
+        if (!PQsendQueryPrepared (self->conn, s_statements[S_FIND].name, 1, &ids[index], NULL,
+                                  NULL, 0))
+            rc = s_failure (self, NULL, s_statements[S_FIND].name);
+    if (rc == 0 && !PQpipelineSync (self->conn))
+        rc = s_failure (self, NULL, "pipeline sync");
+    //  Read every result up to the Sync's, even after a failure, so the
+    //  connection leaves pipeline mode clean
+    for (size_t index = 0; index < count && rc == 0; index++) {
+        PGresult *result = PQgetResult (self->conn);
+        if (PQresultStatus (result) != PGRES_TUPLES_OK)
+            rc = s_failure (self, result, s_statements[S_FIND].name);
+        else if (PQntuples (result) == 0)
+            rcs[index] = MESH_ENOTFOUND;
+        else
+            rcs[index] = s_user_from_row (result, 0, &users[index]);
+        PQclear (result);
+        if (rc == 0 && rcs[index] != 0 && rcs[index] != MESH_ENOTFOUND)
+            rc = rcs[index];
+        PQclear (PQgetResult (self->conn));     //  NULL: end of this query's results
+    }
+    if (PQstatus (self->conn) == CONNECTION_OK) {
+        //  After a failure: the rest of the queries' results (aborted), each
+        //  followed by NULL, then the Sync's; bounded by their number
+        for (size_t spins = 0; spins < 2 * count + 4; spins++) {
+            PGresult *result = PQgetResult (self->conn);
+            bool synced = PQresultStatus (result) == PGRES_PIPELINE_SYNC;
+            PQclear (result);
+            if (synced)
+                break;
+        }
+        if (!PQexitPipelineMode (self->conn))
+            self->broken = true;    //  Confused: start afresh next time
+    }
+    if (self->metrics) {
+        double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+        for (size_t index = 0; index < count; index++)
+            mesh_histogram_observe (self->metrics->duration[S_FIND], seconds);
+    }
+    if (rc)
+        for (size_t index = 0; index < count; index++)
+            user_destroy (&users[index]);
     return rc;
 }
 
@@ -353,6 +569,14 @@ s_remove (user_repo_t *repo, const char *id, const user_event_t *event)
 }
 
 //  --------------------------------------------------------------------------
+//  The decimal text of an unsigned count, for a text-format int8 parameter.
+static void
+s_count_text (uint64_t value, char out[S_INT64_SIZE])
+{
+    snprintf (out, S_INT64_SIZE, "%" PRIu64, value > INT64_MAX? (uint64_t) INT64_MAX: value);
+}
+
+//  --------------------------------------------------------------------------
 //  One keyset page of users, ascending id.
 static int
 s_list (user_repo_t *repo, const char *after_id, size_t limit, user_t ***users_p, size_t *count_p)
@@ -366,28 +590,25 @@ s_list (user_repo_t *repo, const char *after_id, size_t limit, user_t ***users_p
     if (rc)
         return rc;
     char limit_text[S_INT64_SIZE];
-    snprintf (limit_text, sizeof limit_text, "%" PRIu64,
-              (uint64_t)(limit > INT64_MAX ? INT64_MAX : limit));
-    s_statement_t statement = after_id ? S_LIST_AFTER : S_LIST_FIRST;
+    s_count_text (limit, limit_text);
+    s_statement_t statement = after_id? S_LIST_AFTER: S_LIST_FIRST;
     const char *values[2] = {after_id, limit_text};
-    PGresult *result = after_id ? PQexecPrepared (self->conn, s_statements[statement].name, 2,
-                                                  values, NULL, NULL, 0)
-                                : PQexecPrepared (self->conn, s_statements[statement].name, 1,
-                                                  values + 1, NULL, NULL, 0);
+    PGresult *result = after_id? s_exec (self, statement, 2, values, NULL, NULL, 0)
+                               : s_exec (self, statement, 1, values + 1, NULL, NULL, 0);
     if (PQresultStatus (result) != PGRES_TUPLES_OK) {
         rc = s_failure (self, result, s_statements[statement].name);
         PQclear (result);
         return rc;
     }
-    size_t count = (size_t)PQntuples (result);
+    size_t count = (size_t) PQntuples (result);
     user_t **users = NULL;
     if (count) {
-        users = (user_t **)mesh_alloc (count * sizeof (user_t *));
+        users = (user_t **) mesh_alloc (count * sizeof (user_t *));
         for (size_t index = 0; index < count && rc == 0; index++)
-            rc = s_user_from_row (result, (int)index, &users[index]);
+            rc = s_user_from_row (result, (int) index, &users[index]);
         if (rc) {
             for (size_t index = 0; index < count; index++)
-                user_destroy (&users[index]); //  NULL-safe; mesh_alloc zeroes
+                user_destroy (&users[index]);   //  NULL-safe; mesh_alloc zeroes
             free (users);
             users = NULL;
             count = 0;
@@ -400,14 +621,170 @@ s_list (user_repo_t *repo, const char *after_id, size_t limit, user_t ***users_p
 }
 
 //  --------------------------------------------------------------------------
+//  Numbered events after a seq, in seq order.
+static int
+s_events (user_repo_t *repo, uint64_t after_seq, size_t limit, user_stored_event_t **events_p,
+          size_t *count_p)
+{
+    s_repo_t *self = s_self (repo);
+    *events_p = NULL;
+    *count_p = 0;
+    int rc = s_ready (self);
+    if (rc)
+        return rc;
+    char after_text[S_INT64_SIZE], limit_text[S_INT64_SIZE];
+    s_count_text (after_seq, after_text);
+    s_count_text (limit, limit_text);
+    const char *values[2] = {after_text, limit_text};
+    PGresult *result = s_exec (self, S_EVENTS, 2, values, NULL, NULL, 1);
+    if (PQresultStatus (result) != PGRES_TUPLES_OK) {
+        rc = s_failure (self, result, s_statements[S_EVENTS].name);
+        PQclear (result);
+        return rc;
+    }
+    size_t count = (size_t) PQntuples (result);
+    user_stored_event_t *events =
+        count? (user_stored_event_t *) mesh_alloc (count * sizeof (user_stored_event_t)): NULL;
+    for (size_t index = 0; index < count && rc == 0; index++)
+        rc = user_outbox_event_from_row (result, (int) index, &events[index]);
+    PQclear (result);
+    if (rc) {
+        mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: outbox row not written by this service",
+                     NULL);
+        user_stored_events_free (events, count);
+        return rc;
+    }
+    *events_p = events;
+    *count_p = count;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  End the open unit's transaction with ROLLBACK, if there is one to end.
+static void
+s_rollback (s_repo_t *self)
+{
+    self->in_unit = false;
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK
+        && PQtransactionStatus (self->conn) != PQTRANS_IDLE)
+        s_command (self, S_ROLLBACK, 0, NULL, NULL, NULL);
+    //  set_config inside the transaction is undone with it
+    self->timeout_ms = -1;
+}
+
+//  --------------------------------------------------------------------------
+//  Claim an idempotency key (BEGIN; INSERT ... ON CONFLICT DO NOTHING), or
+//  answer from the completed one.
+static int
+s_idem_claim (user_repo_t *repo, const char *key, const void *request, size_t request_len,
+              void **reply_p, size_t *reply_len_p)
+{
+    s_repo_t *self = s_self (repo);
+    assert (key && reply_p && reply_len_p);
+    assert (!self->in_unit);
+    *reply_p = NULL;
+    *reply_len_p = 0;
+    size_t key_len = strlen (key);
+    if (key_len > USER_IDEM_KEY_MAX || request_len > INT32_MAX)
+        return MESH_EINVAL;
+    int rc = s_ready (self);
+    if (!rc)
+        rc = s_command (self, S_BEGIN, 0, NULL, NULL, NULL);
+    if (rc)
+        return rc;
+    const char *values[2] = {key, request_len? (const char *) request: ""};
+    int lengths[2] = {0, (int) request_len};
+    int formats[2] = {0, 1};
+    PGresult *result = s_exec (self, S_IDEM_CLAIM, 2, values, lengths, formats, 0);
+    if (PQresultStatus (result) != PGRES_COMMAND_OK) {
+        rc = s_failure (self, result, s_statements[S_IDEM_CLAIM].name);
+        PQclear (result);
+        s_rollback (self);
+        return rc;
+    }
+    bool claimed = strcmp (PQcmdTuples (result), "1") == 0;
+    PQclear (result);
+    if (claimed) {
+        memcpy (self->idem_key, key, key_len + 1);
+        self->in_unit = true;
+        return 0;
+    }
+    //  Taken: by a unit that committed (ours waited for it), so its reply
+    //  is there
+    result = s_exec (self, S_IDEM_FIND, 1, values, NULL, NULL, 1);
+    if (PQresultStatus (result) != PGRES_TUPLES_OK)
+        rc = s_failure (self, result, s_statements[S_IDEM_FIND].name);
+    else if (PQntuples (result) != 1 || PQgetisnull (result, 0, 1))
+        rc = MESH_EIO;          //  Deleted or half-written meanwhile: cannot happen
+    else if ((size_t) PQgetlength (result, 0, 0) != request_len
+             || memcmp (PQgetvalue (result, 0, 0), request, request_len) != 0)
+        rc = MESH_ECONFLICT;
+    else {
+        *reply_len_p = (size_t) PQgetlength (result, 0, 1);
+        *reply_p = mesh_alloc (*reply_len_p? *reply_len_p: 1);
+        memcpy (*reply_p, PQgetvalue (result, 0, 1), *reply_len_p);
+    }
+    PQclear (result);
+    s_rollback (self);
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Store the reply under the claimed key and commit the unit.
+static int
+s_idem_complete (user_repo_t *repo, const void *reply, size_t reply_len)
+{
+    s_repo_t *self = s_self (repo);
+    assert (self->in_unit);
+    if (reply_len > INT32_MAX) {
+        s_rollback (self);
+        return MESH_EINVAL;
+    }
+    const char *values[2] = {self->idem_key, reply_len? (const char *) reply: ""};
+    int lengths[2] = {0, (int) reply_len};
+    int formats[2] = {0, 1};
+    int rc = s_command (self, S_IDEM_COMPLETE, 2, values, lengths, formats);
+    if (!rc)
+        rc = s_command (self, S_COMMIT, 0, NULL, NULL, NULL);
+    if (rc)
+        s_rollback (self);
+    self->in_unit = false;
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Undo the open unit.
+static void
+s_idem_release (user_repo_t *repo)
+{
+    s_rollback (s_self (repo));
+}
+
+//  --------------------------------------------------------------------------
+//  Remember the request's deadline and trace for the next operations.
+static void
+s_set_request (user_repo_t *repo, uint64_t deadline_ms, const char *trace)
+{
+    s_repo_t *self = s_self (repo);
+    self->deadline_ms = deadline_ms;
+    //  Longer than a traceparent: not one, so not stored
+    if (trace && strlen (trace) < sizeof self->trace)
+        snprintf (self->trace, sizeof self->trace, "%s", trace);
+    else
+        self->trace[0] = '\0';
+}
+
+//  --------------------------------------------------------------------------
 //  Close the connection and free the adapter.
 static void
 s_destroy (user_repo_t **self_p)
 {
     assert (self_p);
     if (*self_p) {
-        s_repo_t *self = (s_repo_t *)*self_p;
-        PQfinish (self->conn); //  Accepts NULL
+        s_repo_t *self = (s_repo_t *) *self_p;
+        if (self->metrics && self->counted)
+            mesh_gauge_add (self->counted_up? self->metrics->up: self->metrics->down, -1);
+        PQfinish (self->conn);  //  Accepts NULL
         free (self->conninfo);
         free (self);
         *self_p = NULL;
@@ -417,21 +794,29 @@ s_destroy (user_repo_t **self_p)
 static const user_repo_ops_t s_ops = {
     .insert = s_insert,
     .find = s_find,
+    .find_many = s_find_many,
     .update = s_update,
     .remove = s_remove,
     .list = s_list,
+    .events = s_events,
+    .idem_claim = s_idem_claim,
+    .idem_complete = s_idem_complete,
+    .idem_release = s_idem_release,
+    .set_request = s_set_request,
     .destroy = s_destroy,
 };
 
 //  --------------------------------------------------------------------------
 //  Connect, prepare, and hand back the port.
 user_repo_t *
-user_repo_pg_new (const char *conninfo, int *err)
+user_repo_pg_new (const char *conninfo, user_pg_metrics_t *metrics, int *err)
 {
     assert (conninfo);
-    s_repo_t *self = (s_repo_t *)mesh_alloc (sizeof (s_repo_t));
+    s_repo_t *self = (s_repo_t *) mesh_alloc (sizeof (s_repo_t));
     self->base.ops = &s_ops;
     self->conninfo = mesh_strndup (conninfo, strlen (conninfo));
+    self->metrics = metrics;
+    self->timeout_ms = -1;
     int rc = s_ready (self);
     if (rc) {
         if (err)

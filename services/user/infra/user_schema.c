@@ -113,9 +113,40 @@ static const char *const s_migration_1 [] = {
     NULL
 };
 
+//  Migration 2: what the relay and idempotency keys need.
+static const char *const s_migration_2 [] = {
+    //  The relay wakes on NOTIFY mesh_outbox: one per inserting transaction
+    //  (FOR EACH STATEMENT, and PostgreSQL folds identical notifications of
+    //  a transaction into one), sent at commit, so the relay never wakes for
+    //  a row it cannot see yet. The payload is the table's schema: several
+    //  schemas of one database (tests, tenants) share the channel name, and
+    //  a relay ignores the others' payloads. Constant channel: LISTEN needs
+    //  no identifier built from data.
+    "CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN PERFORM pg_notify('mesh_outbox', TG_TABLE_SCHEMA); RETURN NULL; END $$",
+    "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox"
+    " FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
+    //  published_seq: the last seq the relay is known to have published. A
+    //  new leader republishes from there (subscribers are idempotent on
+    //  event id), so a leader that died between numbering and publishing
+    //  loses nothing on the live stream either.
+    "ALTER TABLE outbox_relay ADD COLUMN published_seq bigint NOT NULL DEFAULT 0"
+    " CHECK (published_seq >= 0)",
+    //  The key is claimed (row inserted, reply NULL) before the change runs
+    //  in the same transaction: a concurrent request with the same key waits
+    //  on the primary key until the first commits or rolls back, so one
+    //  change happens whatever the timing. request holds the request itself
+    //  (method and body, a few hundred bytes), not a hash: comparing bytes
+    //  is exact and needs no hash function.
+    "ALTER TABLE idempotency_keys RENAME COLUMN request_hash TO request",
+    "ALTER TABLE idempotency_keys ALTER COLUMN reply DROP NOT NULL",
+    NULL
+};
+
 //  Every migration, in version order. Append only.
 static const s_migration_t s_migrations [] = {
     { 1, "initial: users, outbox, outbox_relay, idempotency_keys", s_migration_1 },
+    { 2, "relay notify and published_seq; idempotency claim", s_migration_2 },
 };
 
 #define S_MIGRATION_COUNT ((int) (sizeof s_migrations / sizeof s_migrations [0]))

@@ -11,29 +11,31 @@
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_time.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-//  The methods of service `user` (DESIGN.md). events.list is answered
-//  unimplemented by this version: it reads the outbox by `seq`, which the
-//  relay assigns, and the relay is a later step of issue 3. Envelope
-//  idempotency keys (`idem`) are not honoured yet either; they come with
-//  the relay too, since a replayed create must not write a second event.
+//  The methods of service `user` (DESIGN.md). Reads ignore an envelope
+//  idempotency key (they change nothing, so a retry is already safe).
 typedef struct {
     const char *method;         //  Envelope method
-    user_codec_fn *call;        //  NULL: answered unimplemented (comes with the relay)
+    user_codec_fn *call;
+    bool changes;               //  Writes: honours an idempotency key
 } s_method_t;
 
 static const s_method_t s_methods[] = {
-    { "user.create", user_codec_create },
-    { "user.get", user_codec_get },
-    { "user.list", user_codec_list },
-    { "user.update", user_codec_update },
-    { "user.delete", user_codec_delete },
-    { "events.list", NULL },
+    { "user.create", user_codec_create, true },
+    { "user.get", user_codec_get, false },
+    { "user.list", user_codec_list, false },
+    { "user.update", user_codec_update, true },
+    { "user.delete", user_codec_delete, true },
+    { "events.list", user_codec_events, false },
 };
 #define S_METHOD_COUNT (sizeof s_methods / sizeof s_methods[0])
+#define S_METHOD_GET 1      //  Row of user.get: batched by user_worker_handle_batch
+_Static_assert (MESH_WORKER_MAX_BATCH <= USER_APP_GET_MANY_MAX,
+                "a whole batch of gets must fit one user_app_get_many call");
 //  Row of the metrics table for methods not in s_methods (a bounded label:
 //  never the raw method a client sent)
 #define S_METHOD_OTHER S_METHOD_COUNT
@@ -41,11 +43,15 @@ static const s_method_t s_methods[] = {
 struct user_worker_metrics_s {
     mesh_counter_t *requests[S_METHOD_COUNT + 1][MESH_CODE_COUNT_];
     mesh_histogram_t *duration[S_METHOD_COUNT + 1];
+    mesh_counter_t *replays;            //  Answered from a stored reply
 };
 
 struct user_worker_s {
     user_app_t *app;                    //  Borrowed
+    user_repo_t *repo;                  //  Borrowed: the app's repository
     user_worker_metrics_t *metrics;     //  Borrowed; may be NULL
+    msgpack_sbuffer request;            //  Method and body of an idempotent request
+    msgpack_sbuffer reply;              //  Its reply, before it is stored
 };
 
 user_worker_metrics_t *
@@ -65,6 +71,11 @@ user_worker_metrics_new (mesh_metrics_t *metrics)
             "Time the user service spent handling a request, by method", NULL, 0, "method",
             method, NULL);
     }
+    self->replays = mesh_metrics_counter (
+        metrics, "mesh_user_idempotent_replays_total",
+        "Requests answered with the stored reply of an earlier request with the same "
+        "idempotency key",
+        NULL);
     return self;
 }
 
@@ -78,11 +89,14 @@ user_worker_metrics_destroy (user_worker_metrics_t **self_p)
 }
 
 user_worker_t *
-user_worker_new (user_app_t *app, user_worker_metrics_t *metrics)
+user_worker_new (user_app_t *app, user_repo_t *repo, user_worker_metrics_t *metrics)
 {
     user_worker_t *self = mesh_alloc (sizeof *self);
     self->app = app;
+    self->repo = repo;
     self->metrics = metrics;
+    msgpack_sbuffer_init (&self->request);
+    msgpack_sbuffer_init (&self->reply);
     return self;
 }
 
@@ -90,7 +104,10 @@ void
 user_worker_destroy (user_worker_t **self_p)
 {
     if (self_p && *self_p) {
-        free (*self_p);
+        user_worker_t *self = *self_p;
+        msgpack_sbuffer_destroy (&self->request);
+        msgpack_sbuffer_destroy (&self->reply);
+        free (self);
         *self_p = NULL;
     }
 }
@@ -128,31 +145,97 @@ s_copy (mesh_slice_t slice, char *buffer, size_t size)
     buffer[len] = '\0';
 }
 
-mesh_code_t
-user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *response)
+//  Append raw packed bytes (one object) to a packer.
+static void
+s_pack_raw (msgpack_packer *packer, const void *bytes, size_t len)
 {
-    user_worker_t *self = arg;
-    int64_t started_us = mesh_mono_us ();
-    size_t row = S_METHOD_OTHER;
-    for (size_t index = 0; index < S_METHOD_COUNT; index++)
-        if (mesh_slice_eq (request->method, s_methods[index].method)) {
-            row = index;
-            break;
-        }
-    mesh_code_t code;
-    if (row == S_METHOD_OTHER || !s_methods[row].call) {
-        char method[64];
-        s_copy (request->method, method, sizeof method);
+    packer->callback (packer->data, (const char *) bytes, len);
+}
+
+//  Run a change under the request's idempotency key: the first request
+//  with a key runs the method and stores its reply in the same
+//  transaction as the change; a retry gets that reply and changes nothing;
+//  the key with a different request is failed_precondition. Errors are not
+//  stored (the change is undone), so a retry after one runs again.
+//  Returns the codec's status, MESH_ECONFLICT for a reused key (the caller
+//  answers failed_precondition; *reused is set), or a store error.
+static int
+s_call_idempotent (user_worker_t *self, const s_method_t *method, const mesh_request_t *request,
+                   mesh_response_t *response, bool *reused)
+{
+    char key[USER_IDEM_KEY_MAX + 1];
+    if (request->idem.len > USER_IDEM_KEY_MAX) {
         snprintf (response->message, sizeof response->message,
-                  "method '%s' is not implemented by service 'user'", method);
-        code = MESH_CODE_UNIMPLEMENTED;
+                  "idempotency key longer than %d bytes", USER_IDEM_KEY_MAX);
+        return MESH_EINVAL;
     }
-    else {
-        int rc = s_methods[row].call (self->app, request->body, response->body,
-                                      response->message, sizeof response->message);
-        code = s_code (rc);
+    s_copy (request->idem, key, sizeof key);
+    //  The request as compared with a retry: method, then the body as packed
+    //  again from its decoded form
+    self->request.size = 0;
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &self->request, msgpack_sbuffer_write);
+    mesh_pack_cstr (&packer, method->method);
+    if (request->body)
+        msgpack_pack_object (&packer, *request->body);
+    else
+        msgpack_pack_nil (&packer);
+
+    void *stored = NULL;
+    size_t stored_len = 0;
+    int rc = user_repo_idem_claim (self->repo, key, self->request.data, self->request.size,
+                                   &stored, &stored_len);
+    if (rc == MESH_ECONFLICT) {
+        *reused = true;
+        snprintf (response->message, sizeof response->message,
+                  "idempotency key already used with a different request");
+        return rc;
     }
-    double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+    if (rc) {
+        snprintf (response->message, sizeof response->message, "%s",
+                  rc == MESH_EUNAVAIL ? "database unavailable" : mesh_strerror (rc));
+        return rc;
+    }
+    if (stored) {
+        s_pack_raw (response->body, stored, stored_len);
+        free (stored);
+        if (self->metrics)
+            mesh_counter_inc (self->metrics->replays);
+        return 0;
+    }
+    self->reply.size = 0;
+    msgpack_packer_init (&packer, &self->reply, msgpack_sbuffer_write);
+    rc = method->call (self->app, request->body, &packer, response->message,
+                       sizeof response->message);
+    if (rc) {
+        user_repo_idem_release (self->repo);
+        return rc;
+    }
+    rc = user_repo_idem_complete (self->repo, self->reply.data, self->reply.size);
+    if (rc) {
+        snprintf (response->message, sizeof response->message, "%s",
+                  rc == MESH_EUNAVAIL ? "database unavailable" : mesh_strerror (rc));
+        return rc;
+    }
+    s_pack_raw (response->body, self->reply.data, self->reply.size);
+    return 0;
+}
+
+//  Row of s_methods for a method (S_METHOD_OTHER when unknown).
+static size_t
+s_row (mesh_slice_t method)
+{
+    for (size_t index = 0; index < S_METHOD_COUNT; index++)
+        if (mesh_slice_eq (method, s_methods[index].method))
+            return index;
+    return S_METHOD_OTHER;
+}
+
+//  Count and log one request's outcome.
+static void
+s_account (user_worker_t *self, size_t row, mesh_code_t code, double seconds,
+           const mesh_request_t *request, const mesh_response_t *response)
+{
     if (self->metrics) {
         mesh_counter_inc (self->metrics->requests[row][code]);
         mesh_histogram_observe (self->metrics->duration[row], seconds);
@@ -168,5 +251,85 @@ user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *r
                      mesh_code_name (code), "duration_ms", ms, "error",
                      code == MESH_CODE_OK ? NULL : response->message, NULL);
     }
+}
+
+mesh_code_t
+user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *response)
+{
+    user_worker_t *self = arg;
+    int64_t started_us = mesh_mono_us ();
+    size_t row = s_row (request->method);
+    mesh_code_t code;
+    if (row == S_METHOD_OTHER) {
+        char method[64];
+        s_copy (request->method, method, sizeof method);
+        snprintf (response->message, sizeof response->message,
+                  "method '%s' is not implemented by service 'user'", method);
+        code = MESH_CODE_UNIMPLEMENTED;
+    }
+    else {
+        char trace[USER_TRACE_SIZE];
+        s_copy (request->trace, trace, sizeof trace);
+        user_repo_set_request (self->repo, request->deadline_ms,
+                               request->trace.len < sizeof trace ? trace : NULL);
+        bool reused = false;
+        int rc = request->idem.len && s_methods[row].changes
+                     ? s_call_idempotent (self, &s_methods[row], request, response, &reused)
+                     : s_methods[row].call (self->app, request->body, response->body,
+                                            response->message, sizeof response->message);
+        code = reused ? MESH_CODE_FAILED_PRECONDITION : s_code (rc);
+    }
+    s_account (self, row, code, (double) (mesh_mono_us () - started_us) / 1e6, request,
+               response);
     return code;
+}
+
+void
+user_worker_handle_batch (void *arg, const mesh_request_t *requests, mesh_response_t *responses,
+                          mesh_code_t *codes, size_t count)
+{
+    user_worker_t *self = arg;
+    //  The user.get requests of the batch go to the database together (one
+    //  round trip); everything else one by one, in order
+    size_t gets[MESH_WORKER_MAX_BATCH];
+    size_t get_count = 0;
+    uint64_t deadline_ms = 0;
+    for (size_t index = 0; index < count && index < MESH_WORKER_MAX_BATCH; index++)
+        if (s_row (requests[index].method) == S_METHOD_GET) {
+            gets[get_count++] = index;
+            //  The earliest deadline bounds the shared statements
+            uint64_t deadline = requests[index].deadline_ms;
+            if (deadline && (!deadline_ms || deadline < deadline_ms))
+                deadline_ms = deadline;
+        }
+    if (get_count < 2)
+        get_count = 0;          //  Nothing to share: the plain path
+    if (get_count) {
+        int64_t started_us = mesh_mono_us ();
+        const msgpack_object *bodies[MESH_WORKER_MAX_BATCH];
+        msgpack_packer *replies[MESH_WORKER_MAX_BATCH];
+        char *messages[MESH_WORKER_MAX_BATCH];
+        int rcs[MESH_WORKER_MAX_BATCH];
+        for (size_t index = 0; index < get_count; index++) {
+            bodies[index] = requests[gets[index]].body;
+            replies[index] = responses[gets[index]].body;
+            messages[index] = responses[gets[index]].message;
+        }
+        user_repo_set_request (self->repo, deadline_ms, NULL);
+        user_codec_get_many (self->app, bodies, get_count, replies, messages,
+                             sizeof responses[0].message, rcs);
+        double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+        for (size_t index = 0; index < get_count; index++) {
+            codes[gets[index]] = s_code (rcs[index]);
+            s_account (self, S_METHOD_GET, codes[gets[index]], seconds, &requests[gets[index]],
+                       &responses[gets[index]]);
+        }
+    }
+    for (size_t index = 0, next_get = 0; index < count; index++) {
+        if (next_get < get_count && gets[next_get] == index) {
+            next_get++;
+            continue;
+        }
+        codes[index] = user_worker_handle (self, &requests[index], &responses[index]);
+    }
 }

@@ -4,7 +4,9 @@
     dispatches on the envelope method to user_codec, maps the result to the
     envelope's error codes (MESH_EINVAL invalid_argument, MESH_ENOTFOUND
     not_found, MESH_ECONFLICT already_exists, MESH_EUNAVAIL unavailable,
-    anything else internal; an unknown method unimplemented), counts it in
+    MESH_ETIMEDOUT deadline_exceeded, anything else internal; an unknown
+    method unimplemented; an idempotency key reused with a different
+    request failed_precondition), counts it in
     mesh_user_requests_total{method,outcome} and logs it at debug level
     with request_id = the envelope id.
     One user_worker_t per worker thread (it borrows that thread's app); the
@@ -33,10 +35,12 @@ void
 
 typedef struct user_worker_s user_worker_t;
 
-//  Handler state for one thread: `app` and `metrics` are borrowed and must
-//  outlive it; `metrics` may be NULL (nothing counted).
+//  Handler state for one thread: `app`, `repo` (the app's repository: the
+//  handler passes it each request's deadline and trace, and runs changes
+//  with an idempotency key as units of work on it) and `metrics` are
+//  borrowed and must outlive it; `metrics` may be NULL (nothing counted).
 user_worker_t *
-    user_worker_new (user_app_t *app, user_worker_metrics_t *metrics);
+    user_worker_new (user_app_t *app, user_repo_t *repo, user_worker_metrics_t *metrics);
 
 //  Destroy; nulls the caller's pointer. Tolerates NULL.
 void
@@ -45,5 +49,12 @@ void
 //  The mesh_handler_fn; `arg` is a user_worker_t.
 mesh_code_t
     user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *response);
+
+//  The mesh_batch_handler_fn: the batch's user.get requests are fetched
+//  together (user_app_get_many: one database round trip), the others are
+//  handled one by one as user_worker_handle does. `arg` is a user_worker_t.
+void
+    user_worker_handle_batch (void *arg, const mesh_request_t *requests,
+                              mesh_response_t *responses, mesh_code_t *codes, size_t count);
 
 #endif

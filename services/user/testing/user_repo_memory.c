@@ -10,6 +10,7 @@
 #include "mesh/mesh_alloc.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,25 @@ typedef struct {
     user_t *user;               //  Owned copy
 } s_event_t;
 
+//  A completed idempotency key: the request it was used with and its reply.
+typedef struct s_idem_s {
+    char *key;
+    void *request;
+    size_t request_len;
+    void *reply;
+    size_t reply_len;
+    struct s_idem_s *next;
+} s_idem_t;
+
+//  An open unit of work (idem_claim): the key and request, and a snapshot
+//  of the users and the event count to restore on release.
+typedef struct {
+    s_idem_t *claim;            //  Becomes a completed key on idem_complete
+    user_t **users;             //  Deep copy of the users at claim time
+    size_t user_count;
+    size_t event_count;
+} s_unit_t;
+
 struct user_repo_memory_s {
     user_repo_t base;           //  The port; first member, so casts work
     user_t **users;             //  Owned, sorted by id ascending
@@ -32,6 +52,8 @@ struct user_repo_memory_s {
     size_t event_capacity;      //  Slots allocated
     bool down;                  //  Store unreachable: MESH_EUNAVAIL
     int fail_next;              //  0, or the code the next write fails with
+    s_idem_t *keys;             //  Completed idempotency keys, newest first
+    s_unit_t *unit;             //  The open unit of work, or NULL
 };
 
 //  --------------------------------------------------------------------------
@@ -296,6 +318,179 @@ s_list (user_repo_t *repo, const char *after_id, size_t limit, user_t ***users_p
 }
 
 //  --------------------------------------------------------------------------
+//  Several finds: one at a time (nothing to save in memory).
+static int
+s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **users, int *rcs)
+{
+    user_repo_memory_t *self = s_self (repo);
+    for (size_t index = 0; index < count; index++)
+        users[index] = NULL;
+    if (self->down)
+        return MESH_EUNAVAIL;
+    for (size_t index = 0; index < count; index++)
+        rcs[index] = s_find (repo, ids[index], &users[index]);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Events after `after_seq`. This store has no relay: an event's seq is its
+//  position in the outbox (1, 2, 3, ...), given when it is written. Its data
+//  is not encoded (no wire format here): data is NULL.
+static int
+s_events (user_repo_t *repo, uint64_t after_seq, size_t limit, user_stored_event_t **events_p,
+          size_t *count_p)
+{
+    user_repo_memory_t *self = s_self (repo);
+    *events_p = NULL;
+    *count_p = 0;
+    if (self->down)
+        return MESH_EUNAVAIL;
+    if (after_seq >= self->event_count || limit == 0)
+        return 0;
+    size_t first = (size_t) after_seq;
+    size_t count = self->event_count - first < limit? self->event_count - first: limit;
+    user_stored_event_t *events =
+        (user_stored_event_t *) mesh_alloc (count * sizeof (user_stored_event_t));
+    for (size_t index = 0; index < count; index++) {
+        const s_event_t *stored = self->events[first + index];
+        user_stored_event_t *event = &events[index];
+        event->seq = first + index + 1;
+        memcpy (event->id, stored->id, USER_ID_SIZE);
+        memcpy (event->subject, stored->subject, USER_ID_SIZE);
+        snprintf (event->type, sizeof event->type, "%s", stored->type);
+        event->time_us = stored->view.time_us;
+    }
+    *events_p = events;
+    *count_p = count;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Free a completed or claimed key.
+static void
+s_idem_destroy (s_idem_t **idem_p)
+{
+    s_idem_t *idem = *idem_p;
+    if (idem) {
+        free (idem->key);
+        free (idem->request);
+        free (idem->reply);
+        free (idem);
+        *idem_p = NULL;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  End the open unit, restoring the snapshot when `undo` is set.
+static void
+s_unit_end (user_repo_memory_t *self, bool undo)
+{
+    s_unit_t *unit = self->unit;
+    if (!unit)
+        return;
+    user_t **keep = undo? unit->users: self->users;
+    size_t keep_count = undo? unit->user_count: self->user_count;
+    user_t **drop = undo? self->users: unit->users;
+    size_t drop_count = undo? self->user_count: unit->user_count;
+    for (size_t index = 0; index < drop_count; index++)
+        user_destroy (&drop[index]);
+    free (drop);
+    if (undo)
+        self->user_capacity = unit->user_count? unit->user_count: 1;
+    self->users = keep;
+    self->user_count = keep_count;
+    while (undo && self->event_count > unit->event_count)
+        s_event_drop_last (self);
+    s_idem_destroy (&unit->claim);
+    free (unit);
+    self->unit = NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Claim a key, or answer from a completed one.
+static int
+s_idem_claim (user_repo_t *repo, const char *key, const void *request, size_t request_len,
+              void **reply_p, size_t *reply_len_p)
+{
+    user_repo_memory_t *self = s_self (repo);
+    assert (key && reply_p && reply_len_p);
+    assert (!self->unit);       //  One unit at a time: the caller ends each
+    *reply_p = NULL;
+    *reply_len_p = 0;
+    if (strlen (key) > USER_IDEM_KEY_MAX)
+        return MESH_EINVAL;
+    if (self->down)
+        return MESH_EUNAVAIL;
+    for (const s_idem_t *idem = self->keys; idem; idem = idem->next)
+        if (strcmp (idem->key, key) == 0) {
+            if (idem->request_len != request_len
+                || (request_len && memcmp (idem->request, request, request_len) != 0))
+                return MESH_ECONFLICT;
+            *reply_p = mesh_alloc (idem->reply_len? idem->reply_len: 1);
+            if (idem->reply_len)
+                memcpy (*reply_p, idem->reply, idem->reply_len);
+            *reply_len_p = idem->reply_len;
+            return 0;
+        }
+    s_unit_t *unit = (s_unit_t *) mesh_alloc (sizeof (s_unit_t));
+    unit->claim = (s_idem_t *) mesh_alloc (sizeof (s_idem_t));
+    unit->claim->key = mesh_strndup (key, strlen (key));
+    unit->claim->request = mesh_alloc (request_len? request_len: 1);
+    if (request_len)
+        memcpy (unit->claim->request, request, request_len);
+    unit->claim->request_len = request_len;
+    unit->users = (user_t **) mesh_alloc ((self->user_count? self->user_count: 1)
+                                          * sizeof (user_t *));
+    for (size_t index = 0; index < self->user_count; index++)
+        unit->users[index] = user_dup (self->users[index]);
+    unit->user_count = self->user_count;
+    unit->event_count = self->event_count;
+    self->unit = unit;
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Keep the unit's change and store the reply under its key.
+static int
+s_idem_complete (user_repo_t *repo, const void *reply, size_t reply_len)
+{
+    user_repo_memory_t *self = s_self (repo);
+    assert (self->unit);
+    if (self->down) {
+        s_unit_end (self, true);
+        return MESH_EUNAVAIL;
+    }
+    s_idem_t *idem = self->unit->claim;
+    self->unit->claim = NULL;
+    idem->reply = mesh_alloc (reply_len? reply_len: 1);
+    if (reply_len)
+        memcpy (idem->reply, reply, reply_len);
+    idem->reply_len = reply_len;
+    idem->next = self->keys;
+    self->keys = idem;
+    s_unit_end (self, false);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Undo the unit's change.
+static void
+s_idem_release (user_repo_t *repo)
+{
+    s_unit_end (s_self (repo), true);
+}
+
+//  --------------------------------------------------------------------------
+//  No statement runs long here, and events keep no trace: nothing to do.
+static void
+s_set_request (user_repo_t *repo, uint64_t deadline_ms, const char *trace)
+{
+    (void) repo;
+    (void) deadline_ms;
+    (void) trace;
+}
+
+//  --------------------------------------------------------------------------
 //  Destroy through the port.
 static void
 s_destroy (user_repo_t **self_p)
@@ -309,9 +504,15 @@ s_destroy (user_repo_t **self_p)
 static const user_repo_ops_t s_ops = {
     .insert = s_insert,
     .find = s_find,
+    .find_many = s_find_many,
     .update = s_update,
     .remove = s_remove,
     .list = s_list,
+    .events = s_events,
+    .idem_claim = s_idem_claim,
+    .idem_complete = s_idem_complete,
+    .idem_release = s_idem_release,
+    .set_request = s_set_request,
     .destroy = s_destroy,
 };
 
@@ -336,9 +537,15 @@ user_repo_memory_destroy (user_repo_memory_t **self_p)
         for (size_t index = 0; index < self->user_count; index++)
             user_destroy (&self->users[index]);
         free (self->users);
+        s_unit_end (self, true);
         for (size_t index = 0; index < self->event_count; index++)
             s_event_destroy (&self->events[index]);
         free (self->events);
+        while (self->keys) {
+            s_idem_t *next = self->keys->next;
+            s_idem_destroy (&self->keys);
+            self->keys = next;
+        }
         free (self);
         *self_p = NULL;
     }
