@@ -404,3 +404,30 @@ Test (gateway_api, admin_routes_and_openapi)
     cr_assert_not_null (strstr (response.body, "/v1/audit:"));
     mesh_test_http_response_free (&response);
 }
+
+Test (gateway_api, idempotency_key_replays_the_first_answer)
+{
+    s_need_mesh ();
+    static const char *const key[] = { "Idempotency-Key: idem-test-1", NULL };
+    const char *body = "{\"name\":\"Idem\",\"email\":\"idem@example.com\"}";
+    mesh_test_http_response_t first = mesh_test_http_do ("POST", s_url ("/v1/users"), body, key);
+    cr_assert_eq (first.status, 201, "%s", first.body);
+    mesh_test_http_response_t again = mesh_test_http_do ("POST", s_url ("/v1/users"), body, key);
+    cr_assert_eq (again.status, 201, "a repeat is answered like the first: %s", again.body);
+    json_t *one = mesh_test_http_json (&first), *two = mesh_test_http_json (&again);
+    cr_assert_str_eq (mesh_test_json_str (one, "id"), mesh_test_json_str (two, "id"));
+    json_decref (one);
+    json_decref (two);
+    mesh_test_http_response_free (&first);
+    mesh_test_http_response_free (&again);
+    //  The same key with another request
+    mesh_test_http_response_t other = mesh_test_http_do (
+        "POST", s_url ("/v1/users"), "{\"name\":\"Other\",\"email\":\"other@example.com\"}", key);
+    json_decref (mesh_test_expect_problem (&other, 422, "urn:zmesh:problem:failed-precondition"));
+    mesh_test_http_response_free (&other);
+    //  A malformed key is refused before the service sees it
+    static const char *const bad[] = { "Idempotency-Key: has spaces in it", NULL };
+    other = mesh_test_http_do ("POST", s_url ("/v1/users"), body, bad);
+    json_decref (mesh_test_expect_problem (&other, 400, "urn:zmesh:problem:bad-parameter"));
+    mesh_test_http_response_free (&other);
+}

@@ -3,6 +3,7 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "mesh_test_http.h"
+#include "user_test.h"
 
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_time.h"
@@ -241,23 +242,15 @@ mesh_test_mesh_user_start (mesh_test_mesh_t *mesh, size_t index)
 {
     cr_assert_lt (index, MESH_TEST_MAX_USERS);
     cr_assert_null (mesh->users[index], "mesh-user %zu is running", index);
-    char bin[1024];
-    const char *argv[32] = {
-        mesh_test_bin ("mesh-user", bin, sizeof bin),
-        "--broker", mesh->broker.endpoint,
-        "--database-url", mesh->pg.conninfo,
-        "--workers", "2",
-        "--heartbeat-ms", mesh->heartbeat,
-        "--admin", "127.0.0.1:0",
-    };
-    size_t count = 11;
-    for (size_t extra = 0; mesh->user_extra && mesh->user_extra[extra]; extra++) {
+    //  The mesh's heartbeat (flags: the last one wins), then the test's flags
+    const char *extra[32] = { "--heartbeat-ms", mesh->heartbeat };
+    size_t count = 2;
+    for (size_t more = 0; mesh->user_extra && mesh->user_extra[more]; more++) {
         cr_assert_lt (count, 31);
-        argv[count++] = mesh->user_extra[extra];
+        extra[count++] = mesh->user_extra[more];
     }
-    argv[count] = NULL;
-    mesh->users[index] = mesh_proc_start (argv, NULL);
-    cr_assert_not_null (mesh->users[index], "cannot start %s", bin);
+    extra[count] = NULL;
+    mesh->users[index] = user_test_start (&mesh->broker, mesh->pg.conninfo, 2, NULL, extra);
 }
 
 //  Start the gateway once on a fresh port: true when it logs that it serves.
@@ -349,7 +342,7 @@ mesh_test_mesh_stop (mesh_test_mesh_t *mesh)
         mesh_proc_destroy (&mesh->gateway);
     }
     for (size_t index = 0; index < MESH_TEST_MAX_USERS; index++)
-        mesh_proc_destroy (&mesh->users[index]);
+        user_test_stop (&mesh->users[index]);
     mesh_test_broker_stop (&mesh->broker);
     mesh_test_pg_schema_drop (&mesh->pg);
 }

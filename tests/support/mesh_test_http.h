@@ -51,7 +51,8 @@ void
     mesh_test_mesh_gateway_start (mesh_test_mesh_t *mesh, const char *const *gateway_extra);
 
 //  Stop everything: the gateway with SIGTERM (expects exit 0 within 15 s),
-//  the users, the broker; drop the schema. Safe on a mesh half started.
+//  the users with SIGTERM (each must exit 0), the broker; drop the schema.
+//  Safe on a mesh half started.
 void
     mesh_test_mesh_stop (mesh_test_mesh_t *mesh);
 
