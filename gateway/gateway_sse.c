@@ -143,9 +143,11 @@ s_append (s_stream_t *stream, const char *data, size_t len)
         stream->sent = stream->len = 0;
     if (stream->len + len > stream->capacity) {
         //  Drop what MHD already took before growing
-        memmove (stream->buffer, stream->buffer + stream->sent, stream->len - stream->sent);
-        stream->len -= stream->sent;
-        stream->sent = 0;
+        if (stream->sent) {
+            memmove (stream->buffer, stream->buffer + stream->sent, stream->len - stream->sent);
+            stream->len -= stream->sent;
+            stream->sent = 0;
+        }
         if (stream->len + len > stream->capacity) {
             stream->capacity = (stream->len + len) * 2;
             stream->buffer = mesh_realloc (stream->buffer, stream->capacity);
