@@ -25,8 +25,11 @@
 
 static mesh_test_mesh_t s_mesh;
 static CURL *s_keepalive;           //  The well-behaved client, one connection
-//  The gateway closes idle or stalled connections after 2 s in these tests
-static const char *const s_gateway_flags[] = { "--idle-timeout-s", "2", NULL };
+//  The gateway closes idle or stalled connections after 2 s in these tests,
+//  and has at most 16 open (more wait in the kernel's backlog)
+#define S_MAX_CONNECTIONS 16
+static const char *const s_gateway_flags[] = { "--idle-timeout-s", "2", "--max-connections",
+                                               "16", NULL };
 
 static void
 s_setup (void)
@@ -247,5 +250,33 @@ Test (gateway_malformed, half_request_is_closed_by_timeout)
     close (headers_only);
     //  The keep-alive client's own connection was idle as long: it may have
     //  been closed too; curl reconnects
+    s_others_served ();
+}
+
+//  Wait up to timeout_ms for bytes on `fd`. True when some arrived.
+static bool
+s_wait_data (int fd, int timeout_ms)
+{
+    struct pollfd item = { .fd = fd, .events = POLLIN };
+    char buffer[256];
+    return poll (&item, 1, timeout_ms) == 1 && recv (fd, buffer, sizeof buffer, 0) > 0;
+}
+
+Test (gateway_malformed, connections_over_the_limit_wait)
+{
+    s_need_mesh ();
+    //  The limit's worth of idle connections (the keep-alive client may hold
+    //  one more): the gateway accepts no other until one goes
+    int sockets[S_MAX_CONNECTIONS];
+    for (int index = 0; index < S_MAX_CONNECTIONS; index++)
+        sockets[index] = s_connect ();
+    int extra = s_connect ();
+    static const char request[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    cr_assert_eq (send (extra, request, sizeof request - 1, 0), (ssize_t) (sizeof request - 1));
+    cr_assert_not (s_wait_data (extra, 500), "a connection over the limit was served");
+    for (int index = 0; index < S_MAX_CONNECTIONS; index++)
+        close (sockets[index]);
+    cr_assert (s_wait_data (extra, 2000), "not served once the others had gone");
+    close (extra);
     s_others_served ();
 }

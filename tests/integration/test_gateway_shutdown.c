@@ -89,3 +89,22 @@ Test (gateway_shutdown, sigterm_turns_ready_503_and_finishes_in_flight)
                exit_status);
     mesh_proc_destroy (&s_mesh.gateway);
 }
+
+Test (gateway_shutdown, request_timeout_shortens_the_deadline_to_504)
+{
+    if (!s_mesh.gateway)
+        cr_skip_test ("DATABASE_URL is not set");
+    char url[160];
+    mesh_test_create_user (s_mesh.base, "Slow", "slow@example.com", url, sizeof url);
+    //  The worker holds the request and never answers in time
+    mesh_proc_signal (s_mesh.users[0], SIGSTOP);
+    static const char *const timeout[] = { "Request-Timeout: 0.5", NULL };
+    int64_t started = mesh_mono_ms ();
+    mesh_test_http_response_t response = mesh_test_http_do ("GET", url, NULL, timeout);
+    int64_t elapsed = mesh_mono_ms () - started;
+    json_decref (mesh_test_expect_problem (&response, 504, "urn:zmesh:problem:deadline-exceeded"));
+    mesh_test_http_response_free (&response);
+    cr_assert_geq (elapsed, 450, "answered before the deadline (%ld ms)", (long) elapsed);
+    cr_assert_lt (elapsed, 1500, "the 0.5 s deadline was not kept (%ld ms)", (long) elapsed);
+    mesh_proc_signal (s_mesh.users[0], SIGCONT);
+}
