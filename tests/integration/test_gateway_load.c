@@ -47,6 +47,7 @@ typedef struct {
     struct curl_slist *headers;
     int index;
     int done;                   //  Requests answered
+    const char *fixed_id;       //  X-Request-ID for every request, or NULL
 } s_client_t;
 
 //  What a load run saw.
@@ -57,12 +58,17 @@ typedef struct {
     long last_status;           //  Of the last failure
 } s_outcome_t;
 
-//  Point the client's next request at `url` with X-Request-ID load-C-N.
+//  Point the client's next request at `url` with X-Request-ID load-C-N
+//  (or the fixed one).
 static void
 s_client_prepare (s_client_t *client, const char *url)
 {
     char header[64];
-    snprintf (header, sizeof header, "X-Request-ID: load-%d-%d", client->index, client->done);
+    if (client->fixed_id)
+        snprintf (header, sizeof header, "X-Request-ID: %s", client->fixed_id);
+    else
+        snprintf (header, sizeof header, "X-Request-ID: load-%d-%d", client->index,
+                  client->done);
     curl_slist_free_all (client->headers);
     client->headers = curl_slist_append (NULL, header);
     curl_easy_setopt (client->easy, CURLOPT_URL, url);
@@ -70,10 +76,12 @@ s_client_prepare (s_client_t *client, const char *url)
 }
 
 //  Run `count` clients doing `each` GETs of `url` one after another, all
-//  at once. `on_progress` (may be NULL) runs after every answer with the
-//  number answered so far. Bounded at 60 s.
+//  at once, with X-Request-ID `fixed_id` (NULL: a unique one each).
+//  `on_progress` (may be NULL) runs after every answer with the number
+//  answered so far. Bounded at 60 s.
 static s_outcome_t
-s_load (int count, int each, const char *url, void (*on_progress) (int answered))
+s_load (int count, int each, const char *url, const char *fixed_id,
+        void (*on_progress) (int answered))
 {
     cr_assert_leq (count, S_MAX_CLIENTS);
     s_client_t clients[S_MAX_CLIENTS];
@@ -83,6 +91,7 @@ s_load (int count, int each, const char *url, void (*on_progress) (int answered)
         s_client_t *client = &clients[index];
         memset (client, 0, sizeof *client);
         client->index = index;
+        client->fixed_id = fixed_id;
         client->easy = mesh_test_curl_new (url, 10000L);
         curl_easy_setopt (client->easy, CURLOPT_PRIVATE, client);
         s_client_prepare (client, url);
@@ -138,7 +147,7 @@ Test (gateway_load, hundred_keepalive_clients)
         cr_skip_test ("DATABASE_URL is not set");
     char url[160];
     mesh_test_create_user (s_mesh.base, "Load", "hundred@example.com", url, sizeof url);
-    s_outcome_t outcome = s_load (100, 10, url, NULL);
+    s_outcome_t outcome = s_load (100, 10, url, NULL, NULL);
     cr_assert_eq (outcome.ok, 1000, "%d failed, last status %ld", outcome.failed,
                   outcome.last_status);
     cr_assert_leq (outcome.connects, 100, "keep-alive: %ld connections", outcome.connects);
@@ -167,7 +176,7 @@ Test (gateway_load, worker_killed_all_stopped_started_again)
         cr_skip_test ("DATABASE_URL is not set");
     char url[160];
     mesh_test_create_user (s_mesh.base, "Load", "killed@example.com", url, sizeof url);
-    s_outcome_t outcome = s_load (20, 25, url, s_kill_first_user);
+    s_outcome_t outcome = s_load (20, 25, url, NULL, s_kill_first_user);
     cr_assert_eq (outcome.ok, 500, "%d GETs failed while a worker died (last status %ld)",
                   outcome.failed, outcome.last_status);
     mesh_proc_destroy (&s_mesh.users[0]);
@@ -204,4 +213,25 @@ Test (gateway_load, worker_killed_all_stopped_started_again)
     response = mesh_test_http_do ("GET", url, NULL, NULL);
     cr_assert_eq (response.status, 200, "%s", response.body);
     mesh_test_http_response_free (&response);
+}
+
+Test (gateway_load, one_request_id_on_many_concurrent_requests)
+{
+    if (!s_mesh.gateway)
+        cr_skip_test ("DATABASE_URL is not set");
+    char url[160];
+    mesh_test_create_user (s_mesh.base, "Load", "same-id@example.com", url, sizeof url);
+    //  Clients may reuse an id; requests in flight together must not clash
+    s_outcome_t outcome = s_load (50, 4, url, "same-id", NULL);
+    cr_assert_eq (outcome.ok, 200, "%d failed, last status %ld", outcome.failed,
+                  outcome.last_status);
+    //  Those that overlapped went out as "same-id~N": still the client's id
+    //  first, in the worker's log
+    char *first = mesh_proc_log (s_mesh.users[0]);
+    char *second = mesh_proc_log (s_mesh.users[1]);
+    bool suffixed = strstr (first, "\"request_id\":\"same-id~")
+                 || strstr (second, "\"request_id\":\"same-id~");
+    free (first);
+    free (second);
+    cr_assert (suffixed, "no concurrent duplicate reached a worker");
 }
