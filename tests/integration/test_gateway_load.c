@@ -48,11 +48,13 @@ typedef struct {
     int index;
     int done;                   //  Requests answered
     const char *fixed_id;       //  X-Request-ID for every request, or NULL
+    bool create;                //  POST new users (with Idempotency-Key), not GET
+    char body[128];             //  The POST body (libcurl borrows it)
 } s_client_t;
 
 //  What a load run saw.
 typedef struct {
-    int ok;                     //  200s
+    int ok;                     //  200s (201s when creating)
     int failed;                 //  Anything else (status or transport)
     long connects;              //  New connections opened, all clients
     long last_status;           //  Of the last failure
@@ -71,16 +73,27 @@ s_client_prepare (s_client_t *client, const char *url)
                   client->done);
     curl_slist_free_all (client->headers);
     client->headers = curl_slist_append (NULL, header);
+    if (client->create) {
+        snprintf (header, sizeof header, "Idempotency-Key: key-%d-%d", client->index,
+                  client->done);
+        client->headers = curl_slist_append (client->headers, header);
+        client->headers = curl_slist_append (client->headers, "Content-Type: application/json");
+        snprintf (client->body, sizeof client->body,
+                  "{\"name\":\"Load\",\"email\":\"c%d-%d@example.com\"}", client->index,
+                  client->done);
+        curl_easy_setopt (client->easy, CURLOPT_POSTFIELDS, client->body);
+    }
     curl_easy_setopt (client->easy, CURLOPT_URL, url);
     curl_easy_setopt (client->easy, CURLOPT_HTTPHEADER, client->headers);
 }
 
-//  Run `count` clients doing `each` GETs of `url` one after another, all
-//  at once, with X-Request-ID `fixed_id` (NULL: a unique one each).
+//  Run `count` clients doing `each` GETs of `url` (with `create`: POSTs of
+//  new users) one after another, all at once, with X-Request-ID `fixed_id`
+//  (NULL: a unique one each).
 //  `on_progress` (may be NULL) runs after every answer with the number
 //  answered so far. Bounded at 60 s.
 static s_outcome_t
-s_load (int count, int each, const char *url, const char *fixed_id,
+s_load (int count, int each, const char *url, const char *fixed_id, bool create,
         void (*on_progress) (int answered))
 {
     cr_assert_leq (count, S_MAX_CLIENTS);
@@ -92,6 +105,7 @@ s_load (int count, int each, const char *url, const char *fixed_id,
         memset (client, 0, sizeof *client);
         client->index = index;
         client->fixed_id = fixed_id;
+        client->create = create;
         client->easy = mesh_test_curl_new (url, 10000L);
         curl_easy_setopt (client->easy, CURLOPT_PRIVATE, client);
         s_client_prepare (client, url);
@@ -113,7 +127,7 @@ s_load (int count, int each, const char *url, const char *fixed_id,
             curl_easy_getinfo (client->easy, CURLINFO_RESPONSE_CODE, &status);
             curl_easy_getinfo (client->easy, CURLINFO_NUM_CONNECTS, &connects);
             outcome.connects += connects;
-            if (message->data.result == CURLE_OK && status == 200)
+            if (message->data.result == CURLE_OK && status == (create? 201: 200))
                 outcome.ok++;
             else {
                 outcome.failed++;
@@ -161,7 +175,7 @@ Test (gateway_load, hundred_keepalive_clients)
         cr_skip_test ("DATABASE_URL is not set");
     char url[160];
     mesh_test_create_user (s_mesh.base, "Load", "hundred@example.com", url, sizeof url);
-    s_outcome_t outcome = s_load (100, 10, url, NULL, NULL);
+    s_outcome_t outcome = s_load (100, 10, url, NULL, false, NULL);
     cr_assert_eq (outcome.ok, 1000, "%d failed, last status %ld", outcome.failed,
                   outcome.last_status);
     cr_assert_leq (outcome.connects, 100, "keep-alive: %ld connections", outcome.connects);
@@ -171,7 +185,22 @@ Test (gateway_load, hundred_keepalive_clients)
                "no worker logged request id load-42-7");
 }
 
-//  Kill the first user process once the load is under way.
+//  Stop the first user process once the GETs are under way, so that it
+//  holds requests it will never answer (the broker keeps routing to it until
+//  it misses its heartbeats), then kill it. GETs are quick enough that a
+//  plain kill often finds none in flight.
+static void
+s_stop_then_kill_first_user (int answered)
+{
+    if (answered == 50)
+        mesh_proc_signal (s_mesh.users[0], SIGSTOP);
+    if (answered == 150)
+        mesh_proc_signal (s_mesh.users[0], SIGKILL);
+}
+
+//  Kill the first user process in the middle of the POSTs. Not stopped
+//  first: a stopped process would keep its database locks (an idempotency
+//  key being written) and hold up the retry.
 static void
 s_kill_first_user (int answered)
 {
@@ -185,17 +214,32 @@ Test (gateway_load, worker_killed_all_stopped_started_again)
         cr_skip_test ("DATABASE_URL is not set");
     char url[160];
     mesh_test_create_user (s_mesh.base, "Load", "killed@example.com", url, sizeof url);
-    s_outcome_t outcome = s_load (20, 25, url, NULL, s_kill_first_user);
+    s_outcome_t outcome = s_load (20, 25, url, NULL, false, s_stop_then_kill_first_user);
     cr_assert_eq (outcome.ok, 500, "%d GETs failed while a worker died (last status %ld)",
                   outcome.failed, outcome.last_status);
     mesh_proc_destroy (&s_mesh.users[0]);
-    //  The kill did catch requests in flight, and they were retried
+    //  The stopped worker held requests, and they were retried
     char metrics_url[128];
     snprintf (metrics_url, sizeof metrics_url, "%s/metrics", s_mesh.base);
     mesh_test_http_response_t metrics = mesh_test_http_do ("GET", metrics_url, NULL, NULL);
     cr_assert_geq (mesh_test_metric (metrics.body, "mesh_calls_total",
                                      "service=\"user\",method=\"user.get\",outcome=\"unavailable\""),
                    1.0, "no call met the dead worker:\n%s", metrics.body);
+    mesh_test_http_response_free (&metrics);
+
+    //  POSTs with an Idempotency-Key are retried too: all created once
+    mesh_test_mesh_user_start (&s_mesh, 0);
+    cr_assert (mesh_test_wait_workers (s_mesh.broker.endpoint, "user", 4, 15000));
+    char create[128];
+    snprintf (create, sizeof create, "%s/v1/users", s_mesh.base);
+    outcome = s_load (20, 10, create, NULL, true, s_kill_first_user);
+    cr_assert_eq (outcome.ok, 200, "%d POSTs failed while a worker died (last status %ld)",
+                  outcome.failed, outcome.last_status);
+    mesh_proc_destroy (&s_mesh.users[0]);
+    metrics = mesh_test_http_do ("GET", metrics_url, NULL, NULL);
+    cr_assert_geq (mesh_test_metric (metrics.body, "mesh_calls_total",
+                                     "service=\"user\",method=\"user.create\",outcome=\"unavailable\""),
+                   1.0, "no create met the dead worker:\n%s", metrics.body);
     mesh_test_http_response_free (&metrics);
 
     //  Every user process gone: 503 + Retry-After, well before the 5 s deadline
@@ -231,7 +275,7 @@ Test (gateway_load, one_request_id_on_many_concurrent_requests)
     char url[160];
     mesh_test_create_user (s_mesh.base, "Load", "same-id@example.com", url, sizeof url);
     //  Clients may reuse an id; requests in flight together must not clash
-    s_outcome_t outcome = s_load (50, 4, url, "same-id", NULL);
+    s_outcome_t outcome = s_load (50, 4, url, "same-id", false, NULL);
     cr_assert_eq (outcome.ok, 200, "%d failed, last status %ld", outcome.failed,
                   outcome.last_status);
     //  Those that overlapped went out as "same-id~N": still the client's id
