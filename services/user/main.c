@@ -23,6 +23,7 @@
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_signal.h"
 #include "mesh/mesh_metrics.h"
+#include "mesh/mesh_pg.h"
 #include "mesh/mesh_worker.h"
 
 #include <errno.h>
@@ -129,7 +130,7 @@ s_run (void *arg)
 static int
 s_migrate (const char *conninfo)
 {
-    PGconn *conn = PQconnectdb (conninfo);
+    PGconn *conn = mesh_pg_connect (conninfo);
     if (PQstatus (conn) != CONNECTION_OK) {
         //  libpq's message names host and port, never the password
         char message[512];

@@ -479,3 +479,70 @@ Test (user_events, batched_gets_answer_each_request)
     //  is not observable from here, but every answer above came through
     //  user_worker_handle_batch (credit 32 makes batches of up to 32)
 }
+
+//  --------------------------------------------------------------------------
+//  SQL injection attempts in every string a request carries (name, email,
+//  idempotency key, trace; ids are UUIDs or refused) are stored verbatim,
+//  through the whole mesh, and every table is still there.
+Test (user_events, injection_strings_are_stored_verbatim)
+{
+    if (!*s_pg.name)
+        cr_skip_test ("DATABASE_URL is not set");
+    s_start_users (1, 1);
+    const char *name = "Robert'); DROP TABLE users;--";
+    const char *email = "x'or'1'='1@example.com";
+    const char *key = "k'); DELETE FROM idempotency_keys;--";
+    const char *trace = "t'); DROP TABLE outbox;-- $1 \\x00";
+    msgpack_sbuffer body;
+    s_pack_user (&body, name, email);
+    mesh_call_t call = {
+        .service = "user", .method = "user.create", .body = body.data, .body_len = body.size,
+        .timeout_ms = 10000, .idem = key, .trace = trace,
+    };
+    mesh_reply_t reply;
+    cr_assert_eq (mesh_client_call (s_client, &call, &reply), 0);
+    msgpack_sbuffer_destroy (&body);
+    user_test_expect_code (&reply, MESH_CODE_OK);
+    char id[64], text[128];
+    user_test_str (reply.body, "id", id, sizeof id);
+    cr_expect_str_eq (user_test_str (reply.body, "name", text, sizeof text), name);
+    cr_expect_str_eq (user_test_str (reply.body, "email", text, sizeof text), email);
+
+    reply = user_test_call_strings (s_client, "user.get", (const char *const[]) {"id", id, NULL},
+                                    NULL);
+    user_test_expect_code (&reply, MESH_CODE_OK);
+    cr_expect_str_eq (user_test_str (reply.body, "name", text, sizeof text), name);
+    cr_expect_eq (s_count ("SELECT count(*) FROM users"), 1);
+    char set[160];
+    snprintf (set, sizeof set, "SET search_path = %s", s_pg.name);
+    mesh_test_pg_exec (s_pg.admin, set);
+    cr_expect_eq (mesh_test_pg_long (s_pg.admin,
+                                     "SELECT count(*) FROM idempotency_keys WHERE key = $1", key),
+                  1);
+    cr_expect_eq (mesh_test_pg_long (s_pg.admin,
+                                     "SELECT count(*) FROM outbox WHERE trace = $1", trace), 1);
+    mesh_test_pg_exec (s_pg.admin, "RESET search_path");
+
+    //  The event carries the trace as sent
+    user_test_events_t *events = NULL;
+    int64_t until = mesh_mono_ms () + 10000;
+    do {
+        user_test_events_destroy (&events);
+        events = user_test_events_new (4);
+        user_test_events_fetch_all (events, s_client, 10);
+    } while (user_test_events_distinct (events) < 1 && mesh_mono_ms () < until);
+    cr_assert_eq (user_test_events_distinct (events), 1);
+    user_test_events_destroy (&events);
+    msgpack_sbuffer_init (&body);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &body, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, 1);
+    mesh_pack_cstr (&packer, "after_seq");
+    msgpack_pack_int (&packer, 0);
+    reply = user_test_call (s_client, "events.list", &body, NULL, 0);
+    msgpack_sbuffer_destroy (&body);
+    user_test_expect_code (&reply, MESH_CODE_OK);
+    const msgpack_object *items = user_test_get (reply.body, "items");
+    cr_assert_eq (items->via.array.size, 1);
+    cr_expect_str_eq (user_test_str (&items->via.array.ptr[0], "trace", text, sizeof text), trace);
+}

@@ -10,6 +10,7 @@
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_pg.h"
 #include "mesh/mesh_time.h"
 
 #include <assert.h>
@@ -241,9 +242,7 @@ s_wait (user_relay_t *self, int fd, int timeout_ms)
 static bool
 s_connect (user_relay_t *self)
 {
-    const char *const keywords[] = {"connect_timeout", "dbname", NULL};
-    const char *const values[] = {"5", self->conninfo, NULL};
-    self->conn = PQconnectdbParams (keywords, values, 1);
+    self->conn = mesh_pg_connect (self->conninfo);
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK) {
         PQfinish (self->conn);
         self->conn = NULL;

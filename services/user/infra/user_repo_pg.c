@@ -21,6 +21,7 @@
 #include "user_outbox.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_pg.h"
 #include "mesh/mesh_time.h"
 
 #include <assert.h>
@@ -114,9 +115,6 @@ static const struct {
 //  Statement timeout for requests without a deadline: a bound, so that no
 //  statement holds a worker thread for ever.
 #define S_TIMEOUT_NO_DEADLINE_MS 30000
-//  libpq's connect timeout, seconds: a server that does not answer must not
-//  hold a worker past any sensible deadline.
-#define S_CONNECT_TIMEOUT "5"
 
 struct user_pg_metrics_s {
     mesh_histogram_t *duration[S_STATEMENTS];   //  By statement name
@@ -198,17 +196,6 @@ s_count_state (s_repo_t *self, bool up)
 }
 
 //  --------------------------------------------------------------------------
-//  True when SQLSTATE `state` means the server or the connection is gone:
-//  class 08 (connection exception), or the server shutting down (57P01
-//  admin, 57P02 crash) or not yet accepting connections (57P03).
-static bool
-s_state_unavailable (const char *state)
-{
-    return state && (strncmp (state, "08", 2) == 0 || strcmp (state, "57P01") == 0 ||
-                     strcmp (state, "57P02") == 0 || strcmp (state, "57P03") == 0);
-}
-
-//  --------------------------------------------------------------------------
 //  Translate a failed result (NULL allowed: libpq out of memory or lost
 //  connection) into a status code, and log it. Logs only the operation, the
 //  SQLSTATE and the constraint, never the data: PostgreSQL's messages quote
@@ -223,7 +210,7 @@ s_failure (s_repo_t *self, const PGresult *result, const char *op)
     self->timeout_ms = -1;
     if (state && strcmp (state, "23505") == 0)
         return MESH_ECONFLICT;  //  An expected outcome, not worth a line
-    if (!self->conn || PQstatus (self->conn) != CONNECTION_OK || s_state_unavailable (state)) {
+    if (!self->conn || PQstatus (self->conn) != CONNECTION_OK || mesh_pg_state_unavailable (state)) {
         self->broken = true;
         s_count_state (self, false);
         //  libpq's own connection messages carry no data
@@ -298,17 +285,6 @@ s_fit_timeout (s_repo_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Open the connection: the caller's conninfo (a keyword string or a URL),
-//  with a connect timeout unless it sets its own.
-static PGconn *
-s_connect (const char *conninfo)
-{
-    const char *const keywords[] = {"connect_timeout", "dbname", NULL};
-    const char *const values[] = {S_CONNECT_TIMEOUT, conninfo, NULL};
-    return PQconnectdbParams (keywords, values, 1);     //  1: expand dbname
-}
-
-//  --------------------------------------------------------------------------
 //  Make the connection usable: connect the first time, reset it after a
 //  failure, prepare the statements on a fresh connection, and fit the
 //  statement timeout to the request. Returns 0, MESH_EUNAVAIL, MESH_EIO or
@@ -323,7 +299,7 @@ s_ready (s_repo_t *self)
     if (self->in_unit)
         return MESH_EUNAVAIL;   //  The unit's transaction died with the connection
     if (!self->conn)
-        self->conn = s_connect (self->conninfo);
+        self->conn = mesh_pg_connect (self->conninfo);
     else if (self->broken || PQstatus (self->conn) != CONNECTION_OK)
         PQreset (self->conn);   //  Same parameters; prepared statements are gone
     self->prepared = false;

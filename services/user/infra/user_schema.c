@@ -1,22 +1,15 @@
 /*  =========================================================================
     user_schema - versioned schema migrations of the user service's database
-    The migrations are a static table of {version, name, statements}. Each is
-    applied in its own transaction that first takes a transaction-scoped
-    advisory lock, so concurrent migrators serialise and whoever comes second
-    reads schema_migrations after the first has committed; a failed migration
-    leaves nothing behind (PostgreSQL's DDL is transactional). Migrations are
-    append-only: a released one is never edited, a change is a new version.
+    The migrations of the user service's tables; mesh_pg_migrate applies
+    them (each in its own transaction, under an advisory lock). Append only:
+    a released migration is never edited, a change is a new version.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "user_schema.h"
 
-#include "mesh/mesh_err.h"
-#include "mesh/mesh_log.h"
+#include "mesh/mesh_pg.h"
 
-#include <assert.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <string.h>
+#include <stdint.h>
 
 //  Advisory lock key of the migrator: "zmeshusr" as a big-endian int64. A
 //  single constant key for every schema of the database: migrations of two
@@ -24,13 +17,8 @@
 //  at start-up) and keeps the key independent of search_path. The relay uses
 //  its own key; keys of the one-int64 form never collide with the two-int32
 //  form (PostgreSQL keeps the two key spaces apart).
-#define USER_SCHEMA_LOCK_KEY "8821818791436841842"
+#define USER_SCHEMA_LOCK_KEY INT64_C (8821818791436841842)
 
-typedef struct {
-    int version;                    //  1, 2, 3, ...: position in s_migrations + 1
-    const char *name;               //  Short description, stored in schema_migrations
-    const char *const *statements;  //  SQL statements, NULL-terminated, run in order
-} s_migration_t;
 
 //  Migration 1: the initial schema. One string per statement: a statement
 //  that fails is named in the error, and each literal stays under the 4095
@@ -144,196 +132,20 @@ static const char *const s_migration_2 [] = {
 };
 
 //  Every migration, in version order. Append only.
-static const s_migration_t s_migrations [] = {
+static const mesh_pg_migration_t s_migrations [] = {
     { 1, "initial: users, outbox, outbox_relay, idempotency_keys", s_migration_1 },
     { 2, "relay notify and published_seq; idempotency claim", s_migration_2 },
 };
 
 #define S_MIGRATION_COUNT ((int) (sizeof s_migrations / sizeof s_migrations [0]))
 
-//  Run first in every migration transaction, in this order. The lock comes
-//  before anything reads the catalog or schema_migrations: in READ COMMITTED
-//  each later statement takes a new snapshot, so a migrator that waited
-//  here sees what the one before it committed. schema_migrations itself is
-//  created under the lock too (two concurrent CREATE TABLE IF NOT EXISTS
-//  can both miss the table and one then fails on a duplicate type row).
-//  client_min_messages hides the NOTICE "already exists, skipping" that
-//  libpq's default notice processor would print on stderr at every start.
-static const char *const s_prologue [] = {
-    "BEGIN",
-    "SET LOCAL client_min_messages = warning",
-    "SELECT pg_advisory_xact_lock(" USER_SCHEMA_LOCK_KEY ")",
-    //  schema_migrations: which migrations this schema has, one row each;
-    //  the primary key makes recording a version twice impossible.
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    "    version int PRIMARY KEY,"
-    "    name text NOT NULL,"
-    "    applied_at timestamptz NOT NULL DEFAULT now()"
-    ")",
-    NULL
-};
-
-
 //  --------------------------------------------------------------------------
-//  Write a printf-style message to error (when there is room); returns rc.
-static int
-s_fail (int rc, char *error, size_t error_size, const char *format, ...)
-    __attribute__ ((format (printf, 4, 5)));
-
-static int
-s_fail (int rc, char *error, size_t error_size, const char *format, ...)
-{
-    if (error && error_size > 0) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (error, error_size, format, args);
-        va_end (args);
-        //  libpq messages end with a newline (or several lines): keep one line
-        char *newline = strchr (error, '\n');
-        if (newline)
-            *newline = '\0';
-    }
-    return rc;
-}
-
-
-//  --------------------------------------------------------------------------
-//  Status for a failed statement: MESH_EUNAVAIL when the connection is gone
-//  (the caller may retry later), MESH_EIO for an SQL error.
-static int
-s_failure_rc (PGconn *conn)
-{
-    return PQstatus (conn) == CONNECTION_BAD? MESH_EUNAVAIL: MESH_EIO;
-}
-
-
-//  --------------------------------------------------------------------------
-//  Run one statement of migration `version` (0: the prologue) that must end
-//  with `expected`. Returns 0, or the failure code with error filled in.
-static int
-s_exec (PGconn *conn, int version, const char *sql, int nparams, const char *const *params,
-        ExecStatusType expected, PGresult **result_p, char *error, size_t error_size)
-{
-    PGresult *result = nparams == 0? PQexec (conn, sql)
-                                   : PQexecParams (conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus (result) == expected) {
-        if (result_p)
-            *result_p = result;
-        else
-            PQclear (result);
-        return 0;
-    }
-    int rc = s_failure_rc (conn);
-    const char *state = result? PQresultErrorField (result, PG_DIAG_SQLSTATE): NULL;
-    const char *message = result? PQresultErrorField (result, PG_DIAG_MESSAGE_PRIMARY): NULL;
-    //  Name the statement by its start: enough to find it in this file.
-    s_fail (rc, error, error_size, "migration %d: %.60s...: %s%s%s%s", version, sql,
-            message? message: PQerrorMessage (conn), state? " (SQLSTATE ": "",
-            state? state: "", state? ")": "");
-    PQclear (result);           //  Accepts NULL
-    return rc;
-}
-
-
-//  --------------------------------------------------------------------------
-//  Apply one migration unless schema_migrations has it. Sets *done to 1
-//  when this call applied it. Leaves the connection outside any transaction.
-static int
-s_apply (PGconn *conn, const s_migration_t *migration, int *done, char *error,
-         size_t error_size)
-{
-    *done = 0;
-    int rc = 0;
-    PGresult *result = NULL;
-    for (const char *const *sql = s_prologue; *sql; sql++) {
-        rc = s_exec (conn, migration->version, *sql, 0, NULL,
-                     strncmp (*sql, "SELECT", 6) == 0? PGRES_TUPLES_OK: PGRES_COMMAND_OK, NULL,
-                     error, error_size);
-        if (rc)
-            goto fail;
-    }
-    char version [16];
-    snprintf (version, sizeof version, "%d", migration->version);
-    const char *params [2] = { version, migration->name };
-    rc = s_exec (conn, migration->version, "SELECT 1 FROM schema_migrations WHERE version = $1",
-                 1, params, PGRES_TUPLES_OK, &result, error, error_size);
-    if (rc)
-        goto fail;
-    int present = PQntuples (result) > 0;
-    PQclear (result);
-    if (!present) {
-        for (const char *const *sql = migration->statements; *sql; sql++) {
-            rc = s_exec (conn, migration->version, *sql, 0, NULL, PGRES_COMMAND_OK, NULL, error,
-                         error_size);
-            if (rc)
-                goto fail;
-        }
-        rc = s_exec (conn, migration->version,
-                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, params,
-                     PGRES_COMMAND_OK, NULL, error, error_size);
-        if (rc)
-            goto fail;
-    }
-    //  COMMIT also when there was nothing to do: it releases the lock.
-    rc = s_exec (conn, migration->version, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, error,
-                 error_size);
-    if (rc)
-        goto fail;
-    *done = !present;
-    return 0;
-
-fail:
-    //  Leave the connection usable: roll back whatever was begun (the
-    //  advisory lock goes with it). On a lost connection there is nothing
-    //  to roll back; the server aborts the transaction itself.
-    if (PQstatus (conn) == CONNECTION_OK && PQtransactionStatus (conn) != PQTRANS_IDLE)
-        PQclear (PQexec (conn, "ROLLBACK"));
-    return rc;
-}
-
-
-//  --------------------------------------------------------------------------
-//  Bring the schema up to date; see the header for the contract.
+//  Bring the schema up to date (mesh_pg_migrate with our table and key).
 int
 user_schema_migrate (PGconn *conn, int *applied, char *error, size_t error_size)
 {
-    assert (conn);
-    //  Without a caller's buffer, still keep the message for the log line
-    char own [256];
-    if (!error || error_size == 0) {
-        error = own;
-        error_size = sizeof own;
-    }
-    error [0] = '\0';
-    if (applied)
-        *applied = 0;
-    if (PQstatus (conn) != CONNECTION_OK) {
-        mesh_log_warn ("user_schema: connection is bad: %s", PQerrorMessage (conn));
-        return s_fail (MESH_EUNAVAIL, error, error_size, "connection is bad: %s",
-                       PQerrorMessage (conn));
-    }
-    //  BEGIN inside an open transaction would only warn, and our COMMIT
-    //  would then commit the caller's work: refuse instead.
-    if (PQtransactionStatus (conn) != PQTRANS_IDLE)
-        return s_fail (MESH_EIO, error, error_size, "connection is inside a transaction");
-
-    for (int index = 0; index < S_MIGRATION_COUNT; index++) {
-        const s_migration_t *migration = &s_migrations [index];
-        assert (migration->version == index + 1);     //  Versions have no gaps
-        int done = 0;
-        int rc = s_apply (conn, migration, &done, error, error_size);
-        if (rc) {
-            mesh_log_warn ("user_schema: %s", error);
-            return rc;
-        }
-        if (done) {
-            mesh_log_info ("user_schema: applied migration %d (%s)", migration->version,
-                           migration->name);
-            if (applied)
-                (*applied)++;
-        }
-    }
-    return 0;
+    return mesh_pg_migrate (conn, USER_SCHEMA_LOCK_KEY, s_migrations, S_MIGRATION_COUNT, applied,
+                            error, error_size);
 }
 
 
