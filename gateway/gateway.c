@@ -2,8 +2,8 @@
     gateway - mesh-gateway: the loop, the sockets, readiness probes
     The loop polls five things: MHD's epoll fd, the mesh client's DEALER,
     the probe DEALER, the SUB socket and the signal fd. Its timeout is the
-    nearest of MHD's own timeout, the earliest mesh deadline, the next probe
-    and the next SSE ping. After each wake-up it takes every mesh outcome
+    nearest of MHD's own timeout, the earliest mesh deadline, the next probe,
+    the next retry due and the next SSE ping. After each wake-up it takes every mesh outcome
     (resuming the connections they answer), every event, then lets MHD do
     its I/O, so a resumed connection is answered in the same turn.
     Readiness: an mmi.service probe every probe_ms for `user` and `audit`
@@ -52,6 +52,7 @@ gateway_cfg_defaults (void)
         .timeout_ms = 5000,
         .drain_ms = 10000,
         .probe_ms = 250,
+        .retry_delay_ms = 1000,
     };
     return cfg;
 }
@@ -307,9 +308,11 @@ s_take_events (gateway_t *self)
 
 //  Milliseconds to wait in zmq_poll: the nearest thing due.
 static long
-s_wait_ms (gateway_t *self, int64_t now_ms, int64_t ping_due_ms)
+s_wait_ms (gateway_t *self, int64_t now_ms, int64_t ping_due_ms, int retry_ms)
 {
     int64_t wait_ms = ping_due_ms - now_ms;
+    if (retry_ms >= 0 && retry_ms < wait_ms)
+        wait_ms = retry_ms;
     if (self->probe_due_ms - now_ms < wait_ms)
         wait_ms = self->probe_due_ms - now_ms;
     int mesh_ms = mesh_client_next_deadline_ms (self->client);
@@ -343,8 +346,9 @@ gateway_run (gateway_t *self, int signal_fd)
     int64_t drain_until_ms = 0;
     while (true) {
         int64_t now_ms = mesh_mono_ms ();
+        int retry_ms = gateway__send_retries (self, now_ms);
         items[4].socket = self->probe;  //  Replaced after a probe times out
-        if (zmq_poll (items, (int) count, s_wait_ms (self, now_ms, ping_due_ms)) < 0) {
+        if (zmq_poll (items, (int) count, s_wait_ms (self, now_ms, ping_due_ms, retry_ms)) < 0) {
             if (errno == EINTR)
                 continue;
             return MESH_EIO;
@@ -368,7 +372,8 @@ gateway_run (gateway_t *self, int signal_fd)
         }
         MHD_run (self->daemon);
         if (self->draining
-            && ((mesh_client_pending (self->client) == 0 && gateway_sse_count (self->sse) == 0)
+            && ((mesh_client_pending (self->client) == 0 && self->retries_waiting == 0
+                 && gateway_sse_count (self->sse) == 0)
                 || now_ms >= drain_until_ms))
             break;
     }

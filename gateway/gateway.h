@@ -26,6 +26,7 @@ typedef struct {
     int timeout_ms;             //  Deadline of a request (Request-Timeout may shorten)
     int drain_ms;               //  Bound on finishing in-flight work at shutdown
     int probe_ms;               //  Interval of mmi.service probes (readiness)
+    int retry_delay_ms;         //  Wait before the one retry (the broker's heartbeat)
 } gateway_cfg_t;
 
 //  Defaults of DESIGN.md (addresses must still be set).

@@ -46,6 +46,7 @@ struct gateway_s {
     gateway_sse_t *sse;         //  /v1/events streams, owned
     gateway_request_t *requests;    //  Every request state not yet freed
     uint64_t id_counter;        //  Suffix for duplicate X-Request-IDs in flight
+    size_t retries_waiting;     //  Requests whose retry is not yet due
     bool draining;              //  SIGTERM seen: not ready, finishing
     //  Probes: one mmi.service in flight at a time on `probe`
     gateway_service_state_t services[GATEWAY_SERVICE_COUNT_];
@@ -75,6 +76,11 @@ void
 //  The outcome of a mesh call whose tag is a request.
 void
     gateway__on_reply (gateway_t *self, const mesh_reply_t *reply);
+
+//  Send the retries that are due; returns the milliseconds until the next
+//  one, or -1 when none waits.
+int
+    gateway__send_retries (gateway_t *self, int64_t now_ms);
 
 //  Answer 503 with `why` to the requests waiting for `service`, or for
 //  any service when it is GATEWAY_SERVICE_COUNT_.

@@ -63,6 +63,7 @@ struct gateway_request_s {
     const char *mesh_method;    //  "user.get", ...
     msgpack_sbuffer packed;     //  Call body, kept for the one retry
     bool retried;               //  The one retry on unavailable was used
+    int64_t retry_at_ms;        //  Monotonic: the retry waits until then (0: none)
     bool in_mesh;               //  A call with this tag is in flight
     bool answered;              //  The mesh's answer, or a 503 instead, is decided
     bool defer;                 //  Answers wait for MHD's next call (see s_queue)
@@ -693,17 +694,59 @@ gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
     if (request->answered)
         return;                     //  Answered early (fail_waiting)
     if (s_should_retry (request, reply->code) && !request->owner->draining) {
+        //  Not at once: when a process with several workers dies, the broker
+        //  notices each worker within one heartbeat of the others, and an
+        //  immediate retry can land on a dead sibling. Half the time left at
+        //  most, so the retry has time to be served.
         request->retried = true;
-        mesh_log_kv (MESH_LOG_DEBUG, "retrying once after unavailable", "request_id",
-                     request->request_id, "method", request->mesh_method, NULL);
-        if (s_send (request) == 0)
+        int64_t now_ms = mesh_mono_ms ();
+        int64_t delay_ms = (request->deadline_ms - now_ms) / 2;
+        if (delay_ms > self->cfg.retry_delay_ms)
+            delay_ms = self->cfg.retry_delay_ms;
+        if (delay_ms > 0) {
+            mesh_log_kv (MESH_LOG_DEBUG, "retrying once after unavailable", "request_id",
+                         request->request_id, "method", request->mesh_method, NULL);
+            request->retry_at_ms = now_ms + delay_ms;
+            self->retries_waiting++;
             return;
+        }
     }
     request->answered = true;
     request->response = s_reply_response (request, reply);
     if (!request->response)
         request->status = 0;
     MHD_resume_connection (request->connection);
+}
+
+//  --------------------------------------------------------------------------
+//  Send the retries that are due; milliseconds until the next, or -1.
+int
+gateway__send_retries (gateway_t *self, int64_t now_ms)
+{
+    int64_t next_ms = -1;
+    for (gateway_request_t *request = self->requests; request && self->retries_waiting;
+         request = request->next) {
+        if (!request->retry_at_ms)
+            continue;
+        if (request->retry_at_ms > now_ms) {
+            if (next_ms < 0 || request->retry_at_ms - now_ms < next_ms)
+                next_ms = request->retry_at_ms - now_ms;
+            continue;
+        }
+        request->retry_at_ms = 0;
+        self->retries_waiting--;
+        const char *unavailable = s_fail_fast (request);
+        int rc = unavailable? MESH_EUNAVAIL: s_send (request);
+        if (rc == 0)
+            continue;
+        request->answered = true;
+        request->response = s_problem_response (
+            request, rc == MESH_ETIMEDOUT? GATEWAY_PROBLEM_DEADLINE_EXCEEDED
+                                         : GATEWAY_PROBLEM_UNAVAILABLE,
+            unavailable? unavailable: mesh_strerror (rc), &request->status);
+        MHD_resume_connection (request->connection);
+    }
+    return next_ms < 0? -1: (int) next_ms;
 }
 
 //  --------------------------------------------------------------------------
@@ -714,8 +757,13 @@ void
 gateway__fail_waiting (gateway_t *self, gateway_service_t service, const char *why)
 {
     for (gateway_request_t *request = self->requests; request; request = request->next)
-        if (request->in_mesh && request->connection && !request->answered
+        if ((request->in_mesh || request->retry_at_ms) && request->connection
+            && !request->answered
             && (service == GATEWAY_SERVICE_COUNT_ || request->service == service)) {
+            if (request->retry_at_ms) {
+                request->retry_at_ms = 0;
+                self->retries_waiting--;
+            }
             request->answered = true;
             request->response = s_problem_response (request, GATEWAY_PROBLEM_UNAVAILABLE, why,
                                                     &request->status);

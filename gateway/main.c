@@ -37,6 +37,9 @@ static const mesh_cfg_option_t s_options[] = {
       "on SIGTERM, wait this long at most for requests in flight" },
     { "probe-ms", "MESH_GATEWAY_PROBE_MS", "250",
       "interval of mmi.service probes behind /ready" },
+    { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000",
+      "the broker's heartbeat: a retry after unavailable waits this long (at most half "
+      "the time left) so the broker has noticed every worker of a process that died" },
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -54,7 +57,7 @@ main (int argc, char **argv)
     }
     gateway_cfg_t gateway_cfg = gateway_cfg_defaults ();
     long timeout_ms = 0, max_body = 0, max_header = 0, max_connections = 0, idle_s = 0;
-    long drain_ms = 0, probe_ms = 0;
+    long drain_ms = 0, probe_ms = 0, heartbeat_ms = 0;
     if (rc == 0
         && (mesh_cfg_get_long (cfg, "timeout-ms", 1, 600000, &timeout_ms)
             || mesh_cfg_get_long (cfg, "max-body", 1, 64L * 1024 * 1024, &max_body)
@@ -62,7 +65,8 @@ main (int argc, char **argv)
             || mesh_cfg_get_long (cfg, "max-connections", 1, 100000, &max_connections)
             || mesh_cfg_get_long (cfg, "idle-timeout-s", 1, 3600, &idle_s)
             || mesh_cfg_get_long (cfg, "drain-ms", 0, 600000, &drain_ms)
-            || mesh_cfg_get_long (cfg, "probe-ms", 10, 60000, &probe_ms)))
+            || mesh_cfg_get_long (cfg, "probe-ms", 10, 60000, &probe_ms)
+            || mesh_cfg_get_long (cfg, "heartbeat-ms", 10, 600000, &heartbeat_ms)))
         rc = MESH_EINVAL;
     const char *problem = NULL;
     if (rc)
@@ -86,6 +90,7 @@ main (int argc, char **argv)
     gateway_cfg.idle_timeout_s = (unsigned int) idle_s;
     gateway_cfg.drain_ms = (int) drain_ms;
     gateway_cfg.probe_ms = (int) probe_ms;
+    gateway_cfg.retry_delay_ms = (int) heartbeat_ms;
 
     sigset_t signals;
     mesh_signal_block_shutdown (&signals);     //  Before ZeroMQ starts its threads

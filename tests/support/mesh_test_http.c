@@ -268,8 +268,9 @@ s_gateway_start_once (mesh_test_mesh_t *mesh, const char *const *extra)
         "--events-sub", mesh->broker.xpub,
         "--probe-ms", "50",
         "--idle-timeout-s", "3",
+        "--heartbeat-ms", mesh->heartbeat,
     };
-    size_t count = 11;
+    size_t count = 13;
     for (size_t index = 0; extra && extra[index]; index++) {
         cr_assert_lt (count, 31);
         argv[count++] = extra[index];

@@ -31,7 +31,7 @@ typedef struct {
 } mesh_test_mesh_t;
 
 //  Start a schema named after `prefix`, a broker (heartbeat `heartbeat_ms`,
-//  0: 200 ms; the users use the same), `users`
+//  0: 200 ms; the users and the gateway use the same), `users`
 //  mesh-user processes of 2 workers each with `user_extra` flags (may be
 //  NULL; borrowed for restarts) and the gateway with `gateway_extra` flags
 //  (may be NULL), then wait until /ready answers 200. Returns false when
