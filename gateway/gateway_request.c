@@ -465,13 +465,20 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
     }
     json_t *body = json_object ();
     json_object_set_new (body, "limit", json_integer (limit));
-    if (query.values[1])
-        json_object_set_new (body, "after", json_string (query.values[1]));
     if (audit && query.values[2])
         json_object_set_new (body, "user_id", json_string (user_id));
-    if (audit && query.values[3])
-        json_object_set_new (body, "type", json_string (query.values[3]));
-    //  Query values are UTF-8 checked by jansson: a NULL member was dropped
+    //  jansson refuses strings that are not UTF-8 (json_string gives NULL)
+    static const char *const names[] = { NULL, "after", NULL, "type" };
+    for (size_t index = 1; index < 4; index += 2)
+        if (query.values[index]
+            && json_object_set_new (body, names[index], json_string (query.values[index]))) {
+            json_decref (body);
+            char problem[96];
+            snprintf (problem, sizeof problem, "query parameter '%s' must be UTF-8",
+                      names[index]);
+            *result = s_fail (request, GATEWAY_PROBLEM_BAD_PARAMETER, problem);
+            return false;
+        }
     s_pack_json (request, body);
     json_decref (body);
     request->service = audit? GATEWAY_SERVICE_AUDIT: GATEWAY_SERVICE_USER;

@@ -205,6 +205,7 @@ Test (gateway_api, bad_requests_get_precise_problems)
         { "GET", "/v1/users?colour=blue", NULL, 400, "urn:zmesh:problem:bad-parameter" },
         { "GET", "/v1/users?limit=1&limit=2", NULL, 400, "urn:zmesh:problem:bad-parameter" },
         { "GET", "/v1/audit?user_id=nope", NULL, 400, "urn:zmesh:problem:bad-parameter" },
+        { "GET", "/v1/users?after=%ff%fe", NULL, 400, "urn:zmesh:problem:bad-parameter" },
         { "POST", "/v1/users", "{\"name\":", 400, "urn:zmesh:problem:malformed-json" },
         { "POST", "/v1/users", "{\"name\":\"a\",\"name\":\"b\"}", 400,
           "urn:zmesh:problem:malformed-json" },
