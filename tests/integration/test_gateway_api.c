@@ -432,3 +432,27 @@ Test (gateway_api, idempotency_key_replays_the_first_answer)
     json_decref (mesh_test_expect_problem (&other, 400, "urn:zmesh:problem:bad-parameter"));
     mesh_test_http_response_free (&other);
 }
+
+Test (gateway_api, served_openapi_is_valid_openapi_3_1)
+{
+    s_need_mesh ();
+    if (system ("python3 -c 'import openapi_spec_validator' >/dev/null 2>&1") != 0)
+        cr_skip_test ("python3 openapi-spec-validator is not installed");
+    mesh_test_http_response_t response = mesh_test_http_do ("GET", s_url ("/openapi.yaml"),
+                                                            NULL, NULL);
+    cr_assert_eq (response.status, 200);
+    char path[] = "/tmp/gateway-openapi-XXXXXX";
+    int fd = mkstemp (path);
+    cr_assert_geq (fd, 0);
+    cr_assert_eq (write (fd, response.body, response.body_len), (ssize_t) response.body_len);
+    close (fd);
+    mesh_test_http_response_free (&response);
+    char command[512];
+    snprintf (command, sizeof command,
+              "python3 -c 'import sys; from openapi_spec_validator import validate; "
+              "from openapi_spec_validator.readers import read_from_filename; "
+              "validate (read_from_filename (sys.argv[1])[0])' %s", path);
+    int status = system (command);
+    unlink (path);
+    cr_assert_eq (status, 0, "the served description is not valid OpenAPI");
+}
