@@ -419,6 +419,19 @@ Test (audit, late_subscriber_catches_up)
     s_start_user (0, 4);
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "user", 4, 30000));
     cr_assert_eq (s_create_many (500, 32, "late", NULL), 500);
+    //  Start the audit service only once the relay has published all 500
+    //  (a moment after the last reply), so every one must come by catch-up
+    char published_url[192];
+    long published_status = 0;
+    snprintf (published_url, sizeof published_url, "http://%s/metrics", s_user_admin[0]);
+    double published = 0;
+    int64_t published_by = mesh_mono_ms () + 10000;
+    while (published < 500 && mesh_mono_ms () < published_by) {
+        char *text = mesh_test_http_get (published_url, &published_status);
+        published = text ? mesh_test_metric (text, "mesh_user_events_published_total", NULL) : 0;
+        free (text);
+    }
+    cr_assert_eq (published, 500);
     s_start_audit ();
     s_expect_audit_is_outbox ();
     //  Readiness once caught up; the catch-up is counted
@@ -432,7 +445,8 @@ Test (audit, late_subscriber_catches_up)
     cr_expect_eq (status, 200);
     snprintf (url, sizeof url, "http://%s/metrics", s_audit_admin);
     char *metrics = mesh_test_http_get (url, &status);
-    cr_expect_geq (mesh_test_metric (metrics, "mesh_audit_catchup_events_total", NULL), 500);
+    cr_expect_eq (mesh_test_metric (metrics, "mesh_audit_catchup_events_total", NULL), 500,
+                  "metrics:\n%s", metrics);
     cr_expect_eq (mesh_test_metric (metrics, "mesh_audit_events_stored_total", NULL), 500);
     cr_expect_eq (mesh_test_metric (metrics, "mesh_audit_lag", NULL), 0);
     free (metrics);
