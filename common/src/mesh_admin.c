@@ -320,3 +320,20 @@ mesh_admin_set_ready (mesh_admin_t *self, bool ready)
     assert (self);
     atomic_store (&self->ready, ready);
 }
+
+//  --------------------------------------------------------------------------
+mesh_admin_t *
+mesh_admin_open (const char *addr, mesh_metrics_t *metrics)
+{
+    int err = 0;
+    mesh_admin_t *self = mesh_admin_new (addr, metrics, &err);
+    if (!self) {
+        mesh_log_kv (MESH_LOG_ERROR, "cannot serve admin HTTP", "addr", addr, "error",
+                     mesh_strerror (err), NULL);
+        return NULL;
+    }
+    char port[16];
+    snprintf (port, sizeof port, "%d", mesh_admin_port (self));
+    mesh_log_kv (MESH_LOG_INFO, "admin serving", "addr", addr, "port", port, NULL);
+    return self;
+}

@@ -566,3 +566,16 @@ mesh_slice_eq (mesh_slice_t slice, const char *text)
     size_t len = strlen (text);
     return slice.len == len && (len == 0 || memcmp (slice.ptr, text, len) == 0);
 }
+
+//  --------------------------------------------------------------------------
+//  One whole MessagePack object, checked without building it.
+int
+mesh_msgpack_check (const void *data, size_t size)
+{
+    size_t end = 0;
+    switch (s_scan ((const unsigned char *) data, size, &end)) {
+        case S_SCAN_OK: return end == size? 0: MESH_EINVAL;
+        case S_SCAN_TOO_DEEP: return MESH_ETOODEEP;
+        default: return MESH_EINVAL;
+    }
+}

@@ -230,3 +230,18 @@ mesh_pg_state_unavailable (const char *state)
     return state && (strncmp (state, "08", 2) == 0 || strcmp (state, "57P01") == 0
                      || strcmp (state, "57P02") == 0 || strcmp (state, "57P03") == 0);
 }
+
+//  --------------------------------------------------------------------------
+PGconn *
+mesh_pg_connect_logged (const char *conninfo)
+{
+    PGconn *conn = mesh_pg_connect (conninfo);
+    if (PQstatus (conn) == CONNECTION_OK)
+        return conn;
+    char message[512];
+    snprintf (message, sizeof message, "%s", conn? PQerrorMessage (conn): "out of memory");
+    message[strcspn (message, "\n")] = '\0';
+    mesh_log_kv (MESH_LOG_ERROR, "cannot connect to the database", "error", message, NULL);
+    PQfinish (conn);
+    return NULL;
+}

@@ -527,3 +527,88 @@ mesh_worker_handled (const mesh_worker_t *self)
     assert (self);
     return atomic_load_explicit (&((mesh_worker_t *) self)->handled, memory_order_relaxed);
 }
+
+//  --------------------------------------------------------------------------
+//  Worker pool.
+
+typedef struct {
+    mesh_worker_t *worker;
+    pthread_t thread;
+} s_pool_slot_t;
+
+struct mesh_worker_pool_s {
+    s_pool_slot_t *slots;
+    size_t count;
+    size_t capacity;
+};
+
+mesh_worker_pool_t *
+mesh_worker_pool_new (void)
+{
+    return mesh_alloc (sizeof (mesh_worker_pool_t));
+}
+
+static void *
+s_pool_run (void *arg)
+{
+    mesh_worker_t *worker = arg;
+    int rc = mesh_worker_run (worker);
+    if (rc)
+        mesh_log_kv (MESH_LOG_ERROR, "worker stopped", "service", worker->service, "error",
+                     mesh_strerror (rc), NULL);
+    return NULL;
+}
+
+int
+mesh_worker_pool_start (mesh_worker_pool_t *self, const mesh_worker_cfg_t *cfg)
+{
+    assert (self);
+    int err = 0;
+    mesh_worker_t *worker = mesh_worker_new (cfg, &err);
+    if (!worker)
+        return err;
+    if (self->count == self->capacity) {
+        self->capacity = self->capacity? self->capacity * 2: 8;
+        self->slots = mesh_realloc (self->slots, self->capacity * sizeof (s_pool_slot_t));
+    }
+    s_pool_slot_t *slot = &self->slots[self->count];
+    slot->worker = worker;
+    if (pthread_create (&slot->thread, NULL, s_pool_run, worker)) {
+        mesh_worker_destroy (&slot->worker);
+        return MESH_EIO;
+    }
+    self->count++;
+    return 0;
+}
+
+size_t
+mesh_worker_pool_size (const mesh_worker_pool_t *self)
+{
+    assert (self);
+    return self->count;
+}
+
+void
+mesh_worker_pool_stop (mesh_worker_pool_t *self)
+{
+    assert (self);
+    //  Ask all first, so they disconnect in parallel, then join
+    for (size_t index = 0; index < self->count; index++)
+        mesh_worker_stop (self->slots[index].worker);
+    for (size_t index = 0; index < self->count; index++) {
+        pthread_join (self->slots[index].thread, NULL);
+        mesh_worker_destroy (&self->slots[index].worker);
+    }
+    self->count = 0;
+}
+
+void
+mesh_worker_pool_destroy (mesh_worker_pool_t **self_p)
+{
+    if (self_p && *self_p) {
+        mesh_worker_pool_stop (*self_p);
+        free ((*self_p)->slots);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}

@@ -103,16 +103,9 @@ main (int argc, char **argv)
         mesh_log_error ("cannot create signalfd");
         goto done;
     }
-    admin = mesh_admin_new (mesh_cfg_get (cfg, "admin"), metrics, &err);
-    if (!admin) {
-        mesh_log_kv (MESH_LOG_ERROR, "cannot serve admin HTTP", "addr",
-                     mesh_cfg_get (cfg, "admin"), "error", mesh_strerror (err), NULL);
+    admin = mesh_admin_open (mesh_cfg_get (cfg, "admin"), metrics);
+    if (!admin)
         goto done;
-    }
-    char port[16];
-    snprintf (port, sizeof port, "%d", mesh_admin_port (admin));
-    mesh_log_kv (MESH_LOG_INFO, "admin serving", "addr", mesh_cfg_get (cfg, "admin"), "port",
-                 port, NULL);
     broker = broker_new (&broker_cfg, &err);
     if (!broker) {
         mesh_log_kv (MESH_LOG_ERROR, "cannot start broker", "error", mesh_strerror (err), NULL);

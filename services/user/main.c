@@ -62,15 +62,12 @@ static const mesh_cfg_option_t s_options[] = {
     MESH_CFG_LOG_OPTIONS,
 };
 
-//  One worker thread and what it owns.
+//  What one worker thread's handler owns.
 typedef struct {
     user_repo_t *repo;          //  Its own connection
     user_app_t *app;
     user_worker_t *handler;
-    mesh_worker_t *worker;
-    pthread_t thread;
-    bool started;
-} s_thread_t;
+} s_slot_t;
 
 //  Random (version 4) UUID from getrandom.
 static void
@@ -116,30 +113,14 @@ s_run_relay (void *arg)
     return NULL;
 }
 
-static void *
-s_run (void *arg)
-{
-    s_thread_t *self = arg;
-    int rc = mesh_worker_run (self->worker);
-    if (rc)
-        mesh_log_kv (MESH_LOG_ERROR, "worker stopped", "error", mesh_strerror (rc), NULL);
-    return NULL;
-}
 
 //  Apply the migrations on one connection. Returns 0 or a MESH_E* code.
 static int
 s_migrate (const char *conninfo)
 {
-    PGconn *conn = mesh_pg_connect (conninfo);
-    if (PQstatus (conn) != CONNECTION_OK) {
-        //  libpq's message names host and port, never the password
-        char message[512];
-        snprintf (message, sizeof message, "%s", PQerrorMessage (conn));
-        message[strcspn (message, "\n")] = '\0';
-        mesh_log_kv (MESH_LOG_ERROR, "cannot connect to the database", "error", message, NULL);
-        PQfinish (conn);
+    PGconn *conn = mesh_pg_connect_logged (conninfo);
+    if (!conn)
         return MESH_EUNAVAIL;
-    }
     int applied = 0;
     char error[512] = "";
     int rc = user_schema_migrate (conn, &applied, error, sizeof error);
@@ -207,19 +188,13 @@ main (int argc, char **argv)
     bool relay_started = false;
     mesh_admin_t *admin = NULL;
     void *context = NULL;
-    s_thread_t *pool = mesh_alloc ((size_t) workers * sizeof (s_thread_t));
+    s_slot_t *slots = mesh_alloc ((size_t) workers * sizeof (s_slot_t));
+    mesh_worker_pool_t *pool = mesh_worker_pool_new ();
     user_app_env_t env = { .make_id = s_make_id, .now_us = s_now_us, .arg = NULL };
 
-    admin = mesh_admin_new (mesh_cfg_get (cfg, "admin"), metrics, &err);
-    if (!admin) {
-        mesh_log_kv (MESH_LOG_ERROR, "cannot serve admin HTTP", "addr",
-                     mesh_cfg_get (cfg, "admin"), "error", mesh_strerror (err), NULL);
+    admin = mesh_admin_open (mesh_cfg_get (cfg, "admin"), metrics);
+    if (!admin)
         goto done;
-    }
-    char port[16];
-    snprintf (port, sizeof port, "%d", mesh_admin_port (admin));
-    mesh_log_kv (MESH_LOG_INFO, "admin serving", "addr", mesh_cfg_get (cfg, "admin"), "port",
-                 port, NULL);
     if (s_migrate (database_url))
         goto done;
 
@@ -229,7 +204,7 @@ main (int argc, char **argv)
         goto done;
     }
     for (long index = 0; index < workers; index++) {
-        s_thread_t *slot = &pool[index];
+        s_slot_t *slot = &slots[index];
         slot->repo = user_repo_pg_new (database_url, pg_series, &err);
         if (!slot->repo) {
             mesh_log_kv (MESH_LOG_ERROR, "cannot open a database connection", "error",
@@ -249,9 +224,9 @@ main (int argc, char **argv)
             .batch_handler = user_worker_handle_batch,
             .handler_arg = slot->handler,
         };
-        slot->worker = mesh_worker_new (&worker_cfg, &err);
-        if (!slot->worker) {
-            mesh_log_kv (MESH_LOG_ERROR, "bad worker settings", "error", mesh_strerror (err),
+        err = mesh_worker_pool_start (pool, &worker_cfg);
+        if (err) {
+            mesh_log_kv (MESH_LOG_ERROR, "cannot start a worker", "error", mesh_strerror (err),
                          NULL);
             goto stop;
         }
@@ -274,13 +249,6 @@ main (int argc, char **argv)
         goto stop;
     }
     relay_started = true;
-    for (long index = 0; index < workers; index++) {
-        if (pthread_create (&pool[index].thread, NULL, s_run, &pool[index])) {
-            mesh_log_error ("cannot start a worker thread");
-            goto stop;
-        }
-        pool[index].started = true;
-    }
     mesh_admin_set_ready (admin, true);
     char count[16];
     snprintf (count, sizeof count, "%ld", workers);
@@ -294,19 +262,16 @@ main (int argc, char **argv)
     exit_code = 0;
 stop:
     mesh_admin_set_ready (admin, false);
-    for (long index = 0; index < workers; index++)
-        if (pool[index].started)
-            mesh_worker_stop (pool[index].worker);
+    //  Workers first (they DISCONNECT, so the broker stops sending), then
+    //  the relay, whose last act is recording what it published
+    mesh_worker_pool_stop (pool);
     if (relay_started) {
         user_relay_stop (relay);
         pthread_join (relay_thread, NULL);
     }
     user_relay_destroy (&relay);
     for (long index = 0; index < workers; index++) {
-        s_thread_t *slot = &pool[index];
-        if (slot->started)
-            pthread_join (slot->thread, NULL);
-        mesh_worker_destroy (&slot->worker);
+        s_slot_t *slot = &slots[index];
         user_worker_destroy (&slot->handler);
         user_app_destroy (&slot->app);
         user_repo_destroy (&slot->repo);
@@ -314,7 +279,8 @@ stop:
     if (exit_code == 0)
         mesh_log_kv (MESH_LOG_INFO, "user service stopped", NULL);
 done:
-    free (pool);
+    mesh_worker_pool_destroy (&pool);
+    free (slots);
     if (context)
         zmq_ctx_term (context);
     mesh_admin_destroy (&admin);

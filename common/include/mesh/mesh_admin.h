@@ -24,6 +24,12 @@ typedef struct mesh_admin_s mesh_admin_t;
 mesh_admin_t *
     mesh_admin_new (const char *addr, mesh_metrics_t *metrics, int *err);
 
+//  mesh_admin_new for a process's main: logs where it serves ("admin
+//  serving", with the port bound) or why it cannot (an error line), the
+//  same lines in every process. Returns the admin or NULL.
+mesh_admin_t *
+    mesh_admin_open (const char *addr, mesh_metrics_t *metrics);
+
 //  Stop serving and free; nulls the caller's pointer.
 void
     mesh_admin_destroy (mesh_admin_t **self_p);

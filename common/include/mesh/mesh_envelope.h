@@ -117,4 +117,12 @@ void
 bool
     mesh_slice_eq (mesh_slice_t slice, const char *text);
 
+//  Check that `data` (`size` bytes) is exactly one well-formed MessagePack
+//  object nested at most MESH_ENVELOPE_MAX_DEPTH deep, without building it.
+//  Call it before msgpack_unpack_next on bytes from outside: msgpack-c
+//  trusts container counts and would allocate for billions of items that a
+//  few bytes claim. Returns 0, MESH_EINVAL or MESH_ETOODEEP.
+int
+    mesh_msgpack_check (const void *data, size_t size);
+
 #endif

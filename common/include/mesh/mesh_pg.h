@@ -48,6 +48,11 @@ int
 PGconn *
     mesh_pg_connect (const char *conninfo);
 
+//  mesh_pg_connect for start-up: on failure logs libpq's reason (it names
+//  host and port, never the password) and returns NULL.
+PGconn *
+    mesh_pg_connect_logged (const char *conninfo);
+
 //  True when SQLSTATE `state` means the server or the connection is gone:
 //  class 08 (connection exception), or the server shutting down (57P01
 //  admin, 57P02 crash) or not yet accepting connections (57P03).

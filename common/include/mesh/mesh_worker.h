@@ -97,4 +97,33 @@ void
 uint64_t
     mesh_worker_handled (const mesh_worker_t *self);
 
+//  --------------------------------------------------------------------------
+//  A pool of workers, one thread each: what a service's main needs to start
+//  N workers and to stop them all on shutdown. The handler state of each
+//  worker stays the caller's (it must outlive mesh_worker_pool_stop).
+
+typedef struct mesh_worker_pool_s mesh_worker_pool_t;
+
+//  An empty pool.
+mesh_worker_pool_t *
+    mesh_worker_pool_new (void);
+
+//  Create a worker from `cfg` and start a thread running it. Returns 0, or
+//  MESH_EINVAL (bad cfg) / MESH_EIO (no thread): nothing was added.
+int
+    mesh_worker_pool_start (mesh_worker_pool_t *self, const mesh_worker_cfg_t *cfg);
+
+//  Workers started so far.
+size_t
+    mesh_worker_pool_size (const mesh_worker_pool_t *self);
+
+//  Stop every worker (each sends DISCONNECT), join the threads and destroy
+//  the workers; the pool is empty again. Idempotent.
+void
+    mesh_worker_pool_stop (mesh_worker_pool_t *self);
+
+//  Stop (if needed) and free the pool. Tolerates NULL; nulls the pointer.
+void
+    mesh_worker_pool_destroy (mesh_worker_pool_t **self_p);
+
 #endif

@@ -199,7 +199,7 @@ user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_
 {
     assert (count <= USER_APP_GET_MANY_MAX);
     user_app_id_t ids[USER_APP_GET_MANY_MAX];
-    size_t slot_of[USER_APP_GET_MANY_MAX];
+    size_t slot_of[USER_APP_GET_MANY_MAX] = {0};
     size_t asked = 0;
     for (size_t index = 0; index < count; index++) {
         messages[index][0] = '\0';
