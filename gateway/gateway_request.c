@@ -28,6 +28,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,7 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
     static const char *const audit_names[] = { "limit", "after", "user_id", "type", NULL };
     s_query_t query = { .names = audit? audit_names: user_names };
     long limit = S_LIST_DEFAULT_LIMIT;
+    long after_seq = 0;
     char user_id[37];
     const char *detail = NULL;
     if (!s_read_query (request, &query))
@@ -455,6 +457,10 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
         detail = "query parameter 'limit' must be an integer from 1 to 500";
     else if (query.values[1] && !query.values[1][0])
         detail = "query parameter 'after' must not be empty";
+    //  The audit log pages by seq (an integer); users by an opaque cursor
+    else if (audit && query.values[1]
+             && !gateway_parse_long (query.values[1], 0, LONG_MAX, &after_seq))
+        detail = "query parameter 'after' must be the 'next' of a page (an integer)";
     else if (audit && query.values[2] && !gateway_uuid_parse (query.values[2], user_id))
         detail = "query parameter 'user_id' must be a UUID";
     else if (audit && query.values[3] && !query.values[3][0])
@@ -467,9 +473,11 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
     json_object_set_new (body, "limit", json_integer (limit));
     if (audit && query.values[2])
         json_object_set_new (body, "user_id", json_string (user_id));
+    if (audit && query.values[1])
+        json_object_set_new (body, "after", json_integer (after_seq));
     //  jansson refuses strings that are not UTF-8 (json_string gives NULL)
     static const char *const names[] = { NULL, "after", NULL, "type" };
-    for (size_t index = 1; index < 4; index += 2)
+    for (size_t index = audit? 3: 1; index < 4; index += 2)
         if (query.values[index]
             && json_object_set_new (body, names[index], json_string (query.values[index]))) {
             json_decref (body);

@@ -253,6 +253,44 @@ mesh_test_mesh_user_start (mesh_test_mesh_t *mesh, size_t index)
     mesh->users[index] = user_test_start (&mesh->broker, mesh->pg.conninfo, 2, NULL, extra);
 }
 
+//  SIGTERM `*proc_p` and expect exit status 0 within 15 s; destroys it.
+static void
+s_stop_expect_zero (mesh_proc_t **proc_p, const char *name)
+{
+    if (!*proc_p)
+        return;
+    mesh_proc_signal (*proc_p, SIGTERM);
+    int status = -1;
+    bool exited = mesh_proc_wait_exit (*proc_p, 15000, &status);
+    cr_expect (exited && WIFEXITED (status) && WEXITSTATUS (status) == 0,
+               "%s did not exit 0 on SIGTERM (status %d)", name, status);
+    mesh_proc_destroy (proc_p);
+}
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_mesh_audit_start (mesh_test_mesh_t *mesh)
+{
+    snprintf (mesh->audit_schema, sizeof mesh->audit_schema, "%s_audit", mesh->pg.name);
+    char bin[1024], admin[64];
+    snprintf (admin, sizeof admin, "127.0.0.1:%d", mesh_test_free_port ());
+    const char *argv[] = {
+        mesh_test_bin ("mesh-audit", bin, sizeof bin),
+        "--broker", mesh->broker.endpoint,
+        "--events-sub", mesh->broker.xpub,
+        "--database-url", mesh->pg.conninfo,
+        "--schema", mesh->audit_schema,
+        "--admin", admin,
+        "--heartbeat-ms", mesh->heartbeat,
+        "--catchup-ms", "500",
+        NULL,
+    };
+    mesh->audit = mesh_proc_start (argv, NULL);
+    cr_assert_not_null (mesh->audit, "cannot start %s", bin);
+    cr_assert (mesh_test_wait_workers (mesh->broker.endpoint, "audit", 1, S_START_MS),
+               "mesh-audit did not register");
+}
+
 //  Start the gateway once on a fresh port: true when it logs that it serves.
 static bool
 s_gateway_start_once (mesh_test_mesh_t *mesh, const char *const *extra)
@@ -334,16 +372,15 @@ mesh_test_mesh_start (mesh_test_mesh_t *mesh, const char *prefix, int heartbeat_
 void
 mesh_test_mesh_stop (mesh_test_mesh_t *mesh)
 {
-    if (mesh->gateway) {
-        mesh_proc_signal (mesh->gateway, SIGTERM);
-        int status = -1;
-        bool exited = mesh_proc_wait_exit (mesh->gateway, 15000, &status);
-        cr_expect (exited && WIFEXITED (status) && WEXITSTATUS (status) == 0,
-                   "mesh-gateway did not exit 0 on SIGTERM (status %d)", status);
-        mesh_proc_destroy (&mesh->gateway);
-    }
+    s_stop_expect_zero (&mesh->gateway, "mesh-gateway");
+    s_stop_expect_zero (&mesh->audit, "mesh-audit");
     for (size_t index = 0; index < MESH_TEST_MAX_USERS; index++)
         user_test_stop (&mesh->users[index]);
     mesh_test_broker_stop (&mesh->broker);
+    if (mesh->pg.admin && mesh->audit_schema[0]) {
+        char sql[160];
+        snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", mesh->audit_schema);
+        PQclear (PQexec (mesh->pg.admin, sql));
+    }
     mesh_test_pg_schema_drop (&mesh->pg);
 }

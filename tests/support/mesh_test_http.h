@@ -24,6 +24,8 @@ typedef struct {
     mesh_test_broker_t broker;
     mesh_proc_t *users[MESH_TEST_MAX_USERS];    //  NULL when stopped
     mesh_proc_t *gateway;
+    mesh_proc_t *audit;         //  NULL unless started
+    char audit_schema[96];      //  The audit log's schema, "" when none
     int http_port;
     char base[64];              //  http://127.0.0.1:port
     const char *const *user_extra;  //  Extra mesh-user flags (borrowed)
@@ -46,12 +48,18 @@ bool
 void
     mesh_test_mesh_user_start (mesh_test_mesh_t *mesh, size_t index);
 
+//  Start mesh-audit (its log in schema "<pg schema>_audit") and wait until
+//  it has workers.
+void
+    mesh_test_mesh_audit_start (mesh_test_mesh_t *mesh);
+
 //  Start the gateway (as mesh_test_mesh_start did) on a fresh port.
 void
     mesh_test_mesh_gateway_start (mesh_test_mesh_t *mesh, const char *const *gateway_extra);
 
 //  Stop everything: the gateway with SIGTERM (expects exit 0 within 15 s),
-//  the users with SIGTERM (each must exit 0), the broker; drop the schema.
+//  mesh-audit and the users with SIGTERM (each must exit 0), the broker;
+//  drop the schemas.
 //  Safe on a mesh half started.
 void
     mesh_test_mesh_stop (mesh_test_mesh_t *mesh);
