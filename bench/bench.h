@@ -69,4 +69,12 @@ int64_t
 int64_t
     bench_self_cpu_us (void);
 
+//  The baseline of scripts/bench events (bench_pubsub.c): a bare PUB/SUB
+//  of `count` messages of `size` bytes over loopback TCP, at `rate` per
+//  second (0: as fast as possible). Prints one
+//  key=value line (rps, p50_us, p99_us). Returns 0, 1 when messages were
+//  lost, 2 on bad arguments.
+int
+    bench_pubsub_run (long count, int size, long rate, const char *label);
+
 #endif

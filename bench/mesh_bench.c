@@ -10,6 +10,8 @@
       wait-service   wait until the broker reports N workers for a service
                      (mmi.services)
       free-port      print free loopback TCP ports
+      pubsub         bare PUB/SUB of --count event-sized messages (the
+                     baseline of scripts/bench events)
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "bench.h"
@@ -53,7 +55,8 @@ static const mesh_cfg_option_t s_options[] = {
       "user-create ({name, email}, fresh emails)" },
     { "ids-file", NULL, "", "client: user ids for user-get, one per line" },
     { "workers", NULL, "1", "wait-service: workers the service must have" },
-    { "count", NULL, "1", "free-port: how many ports" },
+    { "count", NULL, "1", "free-port: how many ports; pubsub: messages" },
+    { "rate", NULL, "0", "pubsub: messages per second (0: as fast as possible)" },
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -386,7 +389,8 @@ main (int argc, char **argv)
         "  client          one asynchronous client, --window requests in flight; prints\n"
         "                  one key=value result line\n"
         "  wait-service    wait until the broker has --workers workers for --service\n"
-        "  free-port       print --count free loopback TCP ports",
+        "  free-port       print --count free loopback TCP ports\n"
+        "  pubsub          bare PUB/SUB of --count messages of --body-size bytes",
         s_options, sizeof s_options / sizeof s_options[0]);
     int rc = mesh_cfg_parse (cfg, argc, argv);
     if (mesh_cfg_answer_builtin (cfg, rc, stdout)) {
@@ -436,6 +440,18 @@ main (int argc, char **argv)
         }
         else
             rc = s_free_port (count);
+    }
+    else
+    if (strcmp (command, "pubsub") == 0) {
+        long size = 0, rate = 0;
+        if (mesh_cfg_get_long (cfg, "count", 1, 100000000, &count)
+            || mesh_cfg_get_long (cfg, "body-size", 8, 65536, &size)
+            || mesh_cfg_get_long (cfg, "rate", 0, 100000000, &rate)) {
+            fprintf (stderr, "mesh-bench: %s\n", mesh_cfg_error (cfg));
+            rc = 2;
+        }
+        else
+            rc = bench_pubsub_run (count, (int) size, rate, mesh_cfg_get (cfg, "label"));
     }
     else {
         fprintf (stderr, "mesh-bench: unknown command '%s' (see --help)\n", command);

@@ -169,8 +169,12 @@ Test (user_schema, concurrent_migrators_apply_once)
         appliers += migrators [index].applied > 0;
     }
     pthread_barrier_destroy (&start);
-    cr_assert_eq (appliers, 1, "%d migrators applied migrations", appliers);
-    cr_assert_eq (total, user_schema_latest ());
+    //  Each migration takes the lock on its own, so with several migrations
+    //  different migrators may apply different ones: what must hold is that
+    //  every migration was applied exactly once, by someone
+    cr_assert_geq (appliers, 1, "no migrator applied anything");
+    cr_assert_eq (total, user_schema_latest (), "%d applications of %d migrations", total,
+                  user_schema_latest ());
 
     PGconn *conn = migrators [0].conn;
     cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM schema_migrations", NULL),
