@@ -217,3 +217,29 @@ Test (gateway_sse, bad_last_event_id_is_400)
     json_decref (mesh_test_expect_problem (&response, 400, "urn:zmesh:problem:bad-parameter"));
     mesh_test_http_response_free (&response);
 }
+
+Test (gateway_sse, traceparent_reaches_the_event)
+{
+    if (!s_mesh.gateway)
+        cr_skip_test ("DATABASE_URL is not set");
+    s_stream_t *stream = s_stream_open (NULL);
+    //  The client's trace id goes into the envelope, the user service keeps
+    //  it with the change, and the event carries it
+    static const char *const trace[] = {
+        "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", NULL,
+    };
+    char url[128];
+    snprintf (url, sizeof url, "%s/v1/users", s_mesh.base);
+    mesh_test_http_response_t response = mesh_test_http_do (
+        "POST", url, "{\"name\":\"Traced\",\"email\":\"traced@example.com\"}", trace);
+    cr_assert_eq (response.status, 201, "%s", response.body);
+    json_t *user = mesh_test_http_json (&response);
+    char subject[80];
+    snprintf (subject, sizeof subject, "\"subject\":\"%s\"", mesh_test_json_str (user, "id"));
+    json_decref (user);
+    mesh_test_http_response_free (&response);
+    cr_assert (s_stream_wait (stream, subject, 10000), "no event:\n%s", stream->text);
+    cr_assert (s_stream_wait (stream, "\"trace\":\"00-0af7651916cd43dd8448eb211c80319c-", 1000),
+               "the event does not carry the client's trace id:\n%s", stream->text);
+    s_stream_close (&stream);
+}
