@@ -2,7 +2,7 @@
 //  Every document of every file named on the command line is checked
 //  against the Kubernetes OpenAPI schemas bundled in the npm package
 //  kubernetes-models (no cluster, no network). Exit 0 when all are valid.
-//      cd compose/k8s/.validate && npm ci && node validate.mjs ../*.yaml
+//      cd compose/.validate && npm ci && node validate.mjs ../k8s/*.yaml
 //  SPDX-License-Identifier: MPL-2.0
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
