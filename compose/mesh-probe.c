@@ -29,7 +29,7 @@
 static int
 s_connect (const char *host, const char *port)
 {
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *result = NULL;
     if (getaddrinfo (host, port, &hints, &result) != 0)
         return -1;
@@ -48,17 +48,17 @@ s_connect (const char *host, const char *port)
 int
 main (int argc, char *argv[])
 {
-    alarm (PROBE_TIMEOUT_S);    //  Default action: the probe dies, the check fails
-    const char *address = argc > 1? argv[1]: getenv ("MESH_ADMIN_ADDR");
+    alarm (PROBE_TIMEOUT_S); //  Default action: the probe dies, the check fails
+    const char *address = argc > 1 ? argv[1] : getenv ("MESH_ADMIN_ADDR");
     if (!address || !*address)
         address = getenv ("MESH_HTTP_ADDR");
     if (!address || !*address)
         address = "127.0.0.1:9100";
-    const char *path = argc > 2? argv[2]: "/healthz";
+    const char *path = argc > 2 ? argv[2] : "/healthz";
 
     char host[256];
     const char *colon = strrchr (address, ':');
-    size_t host_len = colon? (size_t) (colon - address): 0;
+    size_t host_len = colon ? (size_t)(colon - address) : 0;
     if (!colon || host_len >= sizeof host || path[0] != '/') {
         fprintf (stderr, "usage: mesh-probe [HOST:PORT [PATH]]\n");
         return 2;
@@ -66,13 +66,12 @@ main (int argc, char *argv[])
     memcpy (host, address, host_len);
     host[host_len] = '\0';
     if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
-        memmove (host, host + 1, host_len - 2);     //  [::1] -> ::1
+        memmove (host, host + 1, host_len - 2); //  [::1] -> ::1
         host[host_len - 2] = '\0';
     }
     if (!*host || strcmp (host, "*") == 0 || strcmp (host, "0.0.0.0") == 0)
         strcpy (host, "127.0.0.1");
-    else
-    if (strcmp (host, "::") == 0)
+    else if (strcmp (host, "::") == 0)
         strcpy (host, "::1");
 
     int fd = s_connect (host, colon + 1);
@@ -81,11 +80,11 @@ main (int argc, char *argv[])
         return 1;
     }
     char request[512];
-    int length = snprintf (request, sizeof request,
-                           "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path,
-                           address);
-    if (length < 0 || (size_t) length >= sizeof request
-        || write (fd, request, (size_t) length) != length) {
+    int length =
+        snprintf (request, sizeof request,
+                  "GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n", path, address);
+    if (length < 0 || (size_t)length >= sizeof request ||
+        write (fd, request, (size_t)length) != length) {
         close (fd);
         return 1;
     }
@@ -96,15 +95,15 @@ main (int argc, char *argv[])
         ssize_t got = read (fd, reply + have, sizeof reply - 1 - have);
         if (got <= 0)
             break;
-        have += (size_t) got;
+        have += (size_t)got;
         if (have >= 12)
             break;
     }
     close (fd);
     reply[have] = '\0';
-    int healthy = have >= 12 && strncmp (reply, "HTTP/1.", 7) == 0
-                  && strncmp (reply + 8, " 200", 4) == 0;
+    int healthy =
+        have >= 12 && strncmp (reply, "HTTP/1.", 7) == 0 && strncmp (reply + 8, " 200", 4) == 0;
     if (!healthy)
-        fprintf (stderr, "mesh-probe: %s%s: %.12s\n", address, path, have? reply: "no reply");
-    return healthy? 0: 1;
+        fprintf (stderr, "mesh-probe: %s%s: %.12s\n", address, path, have ? reply : "no reply");
+    return healthy ? 0 : 1;
 }
