@@ -48,7 +48,10 @@ gateway_cfg_defaults (void)
         .max_connections = 512,
         .idle_timeout_s = 15,
         .max_body = 64 * 1024,
-        .max_header_bytes = 32 * 1024,
+        //  libmicrohttpd zeroes this much per request (its pool reset):
+        //  16 KiB holds any real request head and measured 15-18% more
+        //  requests/s than 32 KiB (docs/performance.md)
+        .max_header_bytes = 16 * 1024,
         .timeout_ms = 5000,
         .drain_ms = 10000,
         .probe_ms = 250,
@@ -119,6 +122,7 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     if (!err)
         err = &unused;
     gateway_t *self = mesh_alloc (sizeof (gateway_t));
+    gateway_random_init (&self->random);
     self->cfg = *cfg;
     self->registry = mesh_metrics_new ();
     self->metrics = gateway_metrics_new (self->registry);

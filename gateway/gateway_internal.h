@@ -9,6 +9,7 @@
 #include "gateway.h"
 #include "gateway_metrics.h"
 #include "gateway_sse.h"
+#include "gateway_trace.h"
 
 #include "mesh/mesh_client.h"
 #include "mesh/mesh_metrics.h"
@@ -35,6 +36,7 @@ typedef struct gateway_request_s gateway_request_t;
 
 struct gateway_s {
     gateway_cfg_t cfg;          //  Copied; strings borrowed from the caller
+    gateway_random_t random;    //  Request ids and trace ids
     struct MHD_Daemon *daemon;  //  HTTP server, owned
     int port;                   //  HTTP port bound
     void *context;              //  ZeroMQ context, owned

@@ -310,8 +310,9 @@ s_on_headers (gateway_request_t *request, const char *url, const char *method)
     if (incoming_id && gateway_request_id_valid (incoming_id))
         snprintf (request->request_id, sizeof request->request_id, "%s", incoming_id);
     else
-        gateway_uuid_make (request->request_id);
-    gateway_traceparent_next (s_header (request, "traceparent"), request->traceparent,
+        gateway_uuid_make (&self->random, request->request_id);
+    gateway_traceparent_next (&self->random, s_header (request, "traceparent"),
+                              request->traceparent,
                               request->trace_id);
     request->route = gateway_route_match (url, request->param, sizeof request->param);
     request->method = gateway_method_parse (method);

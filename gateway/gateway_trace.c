@@ -29,19 +29,34 @@ gateway_request_id_valid (const char *text)
     return true;
 }
 
-//  Fill `bytes` from the kernel's random source. Ids that could collide are
-//  worse than stopping, as in mesh-user.
-static void
-s_random (unsigned char *bytes, size_t size)
+//  --------------------------------------------------------------------------
+void
+gateway_random_init (gateway_random_t *self)
 {
-    size_t have = 0;
-    while (have < size) {
-        ssize_t got = getrandom (bytes + have, size - have, 0);
-        if (got > 0)
-            have += (size_t) got;
-        else if (!(got < 0 && errno == EINTR))
-            abort ();
+    assert (self);
+    self->used = sizeof self->bytes;
+}
+
+//  --------------------------------------------------------------------------
+void
+gateway_random_fill (gateway_random_t *self, void *out, size_t size)
+{
+    assert (self && out && size <= sizeof self->bytes);
+    if (sizeof self->bytes - self->used < size) {
+        size_t have = 0;
+        while (have < sizeof self->bytes) {
+            ssize_t got = getrandom (self->bytes + have, sizeof self->bytes - have, 0);
+            if (got > 0)
+                have += (size_t) got;
+            else if (!(got < 0 && errno == EINTR))
+                abort ();
+        }
+        self->used = 0;
     }
+    memcpy (out, self->bytes + self->used, size);
+    //  Bytes handed out are not kept around in memory
+    memset (self->bytes + self->used, 0, size);
+    self->used += size;
 }
 
 //  Lower-case hex of `size` bytes into `out` (2 * size + 1 bytes).
@@ -59,11 +74,11 @@ s_hex (const unsigned char *bytes, size_t size, char *out)
 //  --------------------------------------------------------------------------
 //  A random version 4 UUID.
 void
-gateway_uuid_make (char *out)
+gateway_uuid_make (gateway_random_t *random, char *out)
 {
     assert (out);
     unsigned char bytes[16];
-    s_random (bytes, sizeof bytes);
+    gateway_random_fill (random, bytes, sizeof bytes);
     bytes[6] = (unsigned char) ((bytes[6] & 0x0F) | 0x40);
     bytes[8] = (unsigned char) ((bytes[8] & 0x3F) | 0x80);
     char hex[33];
@@ -89,7 +104,8 @@ s_hex_valid (const char *text, size_t len)
 //  --------------------------------------------------------------------------
 //  The traceparent to send on.
 void
-gateway_traceparent_next (const char *incoming, char *out, char *trace_id)
+gateway_traceparent_next (gateway_random_t *random, const char *incoming, char *out,
+                          char *trace_id)
 {
     assert (out);
     assert (trace_id);
@@ -105,11 +121,11 @@ gateway_traceparent_next (const char *incoming, char *out, char *trace_id)
     }
     else {
         unsigned char bytes[16];
-        s_random (bytes, sizeof bytes);
+        gateway_random_fill (random, bytes, sizeof bytes);
         s_hex (bytes, sizeof bytes, trace_id);
     }
     unsigned char span[8];
-    s_random (span, sizeof span);
+    gateway_random_fill (random, span, sizeof span);
     char span_hex[17];
     s_hex (span, sizeof span, span_hex);
     snprintf (out, GATEWAY_TRACEPARENT_SIZE, "00-%s-%s-%s", trace_id, span_hex, flags);

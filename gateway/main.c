@@ -28,7 +28,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "timeout-ms", "MESH_GATEWAY_TIMEOUT_MS", "5000",
       "deadline of a request (Request-Timeout may shorten it)" },
     { "max-body", "MESH_GATEWAY_MAX_BODY", "65536", "request body bytes at most (413 above)" },
-    { "max-header-bytes", "MESH_GATEWAY_MAX_HEADER_BYTES", "32768",
+    { "max-header-bytes", "MESH_GATEWAY_MAX_HEADER_BYTES", "16384",
       "memory per connection for the request line and headers" },
     { "max-connections", "MESH_GATEWAY_MAX_CONNECTIONS", "512", "open connections at most" },
     { "idle-timeout-s", "MESH_GATEWAY_IDLE_TIMEOUT_S", "15",

@@ -127,8 +127,10 @@ Test (gateway_trace, request_ids)
     long_id[sizeof long_id - 1] = '\0';
     cr_assert_not (gateway_request_id_valid (long_id));
     char first[37], second[37];
-    gateway_uuid_make (first);
-    gateway_uuid_make (second);
+    gateway_random_t random;
+    gateway_random_init (&random);
+    gateway_uuid_make (&random, first);
+    gateway_uuid_make (&random, second);
     cr_assert (gateway_uuid_parse (first, NULL));
     cr_assert_eq (first[14], '4');
     cr_assert_str_neq (first, second);
@@ -137,8 +139,10 @@ Test (gateway_trace, request_ids)
 Test (gateway_trace, traceparent_keeps_a_valid_trace_and_starts_one_otherwise)
 {
     char out[GATEWAY_TRACEPARENT_SIZE], trace_id[GATEWAY_TRACE_ID_SIZE];
+    gateway_random_t random;
+    gateway_random_init (&random);
     const char *incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-    gateway_traceparent_next (incoming, out, trace_id);
+    gateway_traceparent_next (&random, incoming, out, trace_id);
     cr_assert_str_eq (trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
     cr_assert_eq (strncmp (out, incoming, 36), 0);
     cr_assert_neq (strncmp (out + 36, incoming + 36, 16), 0, "the gateway's hop has its own span");
@@ -151,7 +155,7 @@ Test (gateway_trace, traceparent_keeps_a_valid_trace_and_starts_one_otherwise)
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
     };
     for (size_t index = 0; index < sizeof bad / sizeof bad[0]; index++) {
-        gateway_traceparent_next (bad[index], out, trace_id);
+        gateway_traceparent_next (&random, bad[index], out, trace_id);
         cr_assert_str_neq (trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         cr_assert_eq (strlen (out), 55);
         cr_assert_eq (strncmp (out, "00-", 3), 0);
