@@ -96,6 +96,15 @@ s_field_int (const msgpack_object *body, const char *name, bool *present, int64_
     return 0;
 }
 
+//  The body must be a map with string field "id": the first step of every
+//  method that names one user. Returns 0 or MESH_EINVAL with the message.
+static int
+s_need_id (const msgpack_object *body, s_str_t *id, char *message, size_t message_size)
+{
+    int rc = s_need_map (body, false, message, message_size);
+    return rc ? rc : s_field_str (body, "id", true, id, message, message_size);
+}
+
 //  A use case's result code as the codec's, with the message it deserves.
 static int
 s_app_error (int rc, const char *field, const char *why, char *message, size_t message_size)
@@ -181,9 +190,7 @@ user_codec_get (user_app_t *app, const msgpack_object *body, msgpack_packer *rep
 {
     message[0] = '\0';
     s_str_t id;
-    int rc = s_need_map (body, false, message, message_size);
-    if (!rc)
-        rc = s_field_str (body, "id", true, &id, message, message_size);
+    int rc = s_need_id (body, &id, message, message_size);
     if (rc)
         return rc;
     user_t *user = NULL;
@@ -204,10 +211,7 @@ user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_
     for (size_t index = 0; index < count; index++) {
         messages[index][0] = '\0';
         s_str_t id;
-        rcs[index] = s_need_map (bodies[index], false, messages[index], message_size);
-        if (!rcs[index])
-            rcs[index] = s_field_str (bodies[index], "id", true, &id, messages[index],
-                                      message_size);
+        rcs[index] = s_need_id (bodies[index], &id, messages[index], message_size);
         if (!rcs[index]) {
             ids[asked] = (user_app_id_t) { id.ptr, id.len };
             slot_of[asked++] = index;
@@ -269,9 +273,7 @@ user_codec_update (user_app_t *app, const msgpack_object *body, msgpack_packer *
 {
     message[0] = '\0';
     s_str_t id, name, email;
-    int rc = s_need_map (body, false, message, message_size);
-    if (!rc)
-        rc = s_field_str (body, "id", true, &id, message, message_size);
+    int rc = s_need_id (body, &id, message, message_size);
     if (!rc)
         rc = s_field_str (body, "name", false, &name, message, message_size);
     if (!rc)
@@ -291,9 +293,7 @@ user_codec_delete (user_app_t *app, const msgpack_object *body, msgpack_packer *
 {
     message[0] = '\0';
     s_str_t id;
-    int rc = s_need_map (body, false, message, message_size);
-    if (!rc)
-        rc = s_field_str (body, "id", true, &id, message, message_size);
+    int rc = s_need_id (body, &id, message, message_size);
     if (rc)
         return rc;
     const char *field = NULL, *why = NULL;
