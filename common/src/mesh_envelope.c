@@ -322,6 +322,13 @@ mesh_envelope_decode (mesh_envelope_decoder_t *self, const void *data, size_t si
         if (s_key_is (key, "idem"))
             rc = s_take_str (self, value, "idem", &envelope->idem);
         else
+        if (s_key_is (key, "actor")) {
+            rc = s_take_str (self, value, "actor", &envelope->actor);
+            if (rc == 0 && envelope->actor.len > MESH_ENVELOPE_MAX_ACTOR)
+                return s_fail (self, MESH_ETOOBIG, "envelope field 'actor' is over %d bytes",
+                               MESH_ENVELOPE_MAX_ACTOR);
+        }
+        else
         if (s_key_is (key, "error"))
             rc = s_take_error (self, value, envelope);
         if (rc)
@@ -395,7 +402,8 @@ s_peek_uint (const unsigned char *data, size_t size, size_t *at, uint64_t *value
 //  --------------------------------------------------------------------------
 //  Read id and deadline of an envelope without decoding the rest.
 int
-mesh_envelope_peek (const void *data, size_t size, mesh_slice_t *id, uint64_t *deadline_ms)
+mesh_envelope_peek (const void *data, size_t size, mesh_slice_t *id, uint64_t *deadline_ms,
+                    mesh_slice_t *actor)
 {
     assert (id);
     assert (deadline_ms);
@@ -418,6 +426,8 @@ mesh_envelope_peek (const void *data, size_t size, mesh_slice_t *id, uint64_t *d
         return MESH_ETYPE;
     bool has_version = false, has_id = false;
     *deadline_ms = 0;
+    if (actor)
+        *actor = (mesh_slice_t) { "", 0 };
     for (uint64_t pair = 0; pair < pairs; pair++) {
         size_t key_len, end;
         size_t key_at = at;
@@ -455,6 +465,15 @@ mesh_envelope_peek (const void *data, size_t size, mesh_slice_t *id, uint64_t *d
         if (key_len == 8 && memcmp (key, "deadline", 8) == 0) {
             if (!s_peek_uint (bytes, size, &at, deadline_ms))
                 return MESH_ETYPE;
+            continue;
+        }
+        if (actor && key_len == 5 && memcmp (key, "actor", 5) == 0) {
+            size_t len;
+            if (!s_peek_str (bytes, size, &at, &len) || len > MESH_ENVELOPE_MAX_ACTOR)
+                return MESH_EINVAL;
+            actor->ptr = (const char *) bytes + at;
+            actor->len = len;
+            at += len;
             continue;
         }
         //  Any other value: walk over it, bounds-checked
@@ -499,7 +518,8 @@ mesh_envelope_pack_request_head (msgpack_packer *packer, const mesh_request_head
 {
     assert (packer);
     assert (head && head->id && head->method);
-    size_t fields = 4 + (head->deadline_ms? 1: 0) + (head->trace? 1: 0) + (head->idem? 1: 0);
+    size_t fields = 4 + (head->deadline_ms? 1: 0) + (head->trace? 1: 0) + (head->idem? 1: 0)
+                  + (head->actor? 1: 0);
     msgpack_pack_map (packer, fields);
     mesh_pack_cstr (packer, "v");
     msgpack_pack_uint8 (packer, MESH_ENVELOPE_VERSION);
@@ -518,6 +538,10 @@ mesh_envelope_pack_request_head (msgpack_packer *packer, const mesh_request_head
     if (head->idem) {
         mesh_pack_cstr (packer, "idem");
         mesh_pack_cstr (packer, head->idem);
+    }
+    if (head->actor) {
+        mesh_pack_cstr (packer, "actor");
+        mesh_pack_cstr (packer, head->actor);
     }
     mesh_pack_cstr (packer, "body");
 }

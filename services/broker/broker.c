@@ -252,7 +252,7 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
     uint64_t deadline_ms = 0;
     ticket.enveloped = body_count == 1
                     && mesh_envelope_peek (zmq_msg_data (body), zmq_msg_size (body), &id,
-                                           &deadline_ms)
+                                           &deadline_ms, NULL)
                            == 0;
     ticket.id_len = 0;
     if (ticket.enveloped) {

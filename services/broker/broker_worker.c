@@ -179,7 +179,8 @@ broker__find_slot (broker_t *self, broker_worker_t *worker, const broker_peer_id
     mesh_slice_t id;
     uint64_t deadline_ms;
     if (body_count != 1
-        || mesh_envelope_peek (zmq_msg_data (body), zmq_msg_size (body), &id, &deadline_ms)
+        || mesh_envelope_peek (zmq_msg_data (body), zmq_msg_size (body), &id, &deadline_ms,
+                              NULL)
                != 0)
         return first;
     for (int slot = first; slot < worker->credit; slot++) {

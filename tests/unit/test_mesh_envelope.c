@@ -114,6 +114,7 @@ Test (mesh_envelope, request_round_trip_with_every_field)
         .deadline_ms = UINT64_C (1735689600123),
         .trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         .idem = "idem-key-42",
+        .actor = "jwt:ada",
     };
     mesh_envelope_pack_request_head (&s_packer, &head);
     msgpack_pack_map (&s_packer, 1);
@@ -127,6 +128,7 @@ Test (mesh_envelope, request_round_trip_with_every_field)
     cr_assert_eq (envelope.deadline_ms, UINT64_C (1735689600123));
     cr_assert (s_slice_is (envelope.trace, head.trace));
     cr_assert (s_slice_is (envelope.idem, "idem-key-42"));
+    cr_assert (s_slice_is (envelope.actor, "jwt:ada"));
     cr_assert_not (envelope.is_error);
     cr_assert_eq (envelope.code, MESH_CODE_OK);
     cr_assert_eq (envelope.message.len, 0);
@@ -157,6 +159,7 @@ Test (mesh_envelope, request_round_trip_with_only_required_fields)
     cr_assert_eq (envelope.deadline_ms, 0);
     cr_assert_eq (envelope.trace.len, 0);
     cr_assert_eq (envelope.idem.len, 0);
+    cr_assert_eq (envelope.actor.len, 0);
     cr_assert_not_null (envelope.body, "a packed nil body is present (as nil)");
     cr_assert_eq (envelope.body->type, MSGPACK_OBJECT_NIL);
 }
@@ -895,7 +898,7 @@ Test (mesh_envelope, every_truncation_of_a_valid_envelope_is_rejected)
         cr_assert_str_not_empty (mesh_envelope_decoder_error (s_decoder));
         mesh_slice_t id;
         uint64_t deadline_ms;
-        cr_assert_neq (mesh_envelope_peek (s_copy, prefix, &id, &deadline_ms), 0,
+        cr_assert_neq (mesh_envelope_peek (s_copy, prefix, &id, &deadline_ms, NULL), 0,
                        "peek accepted a %zu-byte prefix", prefix);
     }
 }
@@ -943,7 +946,7 @@ Test (mesh_envelope, random_byte_flips_never_crash)
         int rc = mesh_envelope_decode (s_decoder, mutant, length, MESH_ENVELOPE_ANY, &envelope);
         mesh_slice_t id;
         uint64_t deadline_ms;
-        int peeked = mesh_envelope_peek (mutant, length, &id, &deadline_ms);
+        int peeked = mesh_envelope_peek (mutant, length, &id, &deadline_ms, NULL);
         if (rc == 0) {
             accepted++;
             s_assert_views_inside (&envelope, mutant, length);
@@ -986,34 +989,94 @@ Test (mesh_envelope, peek_reads_id_and_deadline_of_requests_and_replies)
     s_pack_rich_request ();
     mesh_slice_t id;
     uint64_t deadline_ms = 7;
-    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, NULL), 0);
     cr_assert (s_slice_is (id, "0123456789abcdef"));
     cr_assert_eq (deadline_ms, UINT64_C (1900000000000));
 
     msgpack_sbuffer_clear (&s_buffer);
     mesh_envelope_pack_error (&s_packer, "r-1", 3, MESH_CODE_NOT_FOUND, "gone");
-    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, NULL), 0);
     cr_assert (s_slice_is (id, "r-1"));
     cr_assert_eq (deadline_ms, 0, "no deadline reads as 0");
 
     //  Not envelopes: a string, a map without v, v = 2, an id that is a number
     msgpack_sbuffer_clear (&s_buffer);
     s_str ("hello");
-    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms),
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, NULL),
                   MESH_ETYPE);
     msgpack_sbuffer_clear (&s_buffer);
     msgpack_pack_map (&s_packer, 1);
     s_kv_str ("id", "x");
-    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
+    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, NULL), 0);
     msgpack_sbuffer_clear (&s_buffer);
     msgpack_pack_map (&s_packer, 2);
     s_kv_uint ("v", 2);
     s_kv_str ("id", "x");
-    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms),
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, NULL),
                   MESH_EVERSION);
     msgpack_sbuffer_clear (&s_buffer);
     msgpack_pack_map (&s_packer, 2);
     s_kv_uint ("v", 1);
     s_kv_uint ("id", 5);
-    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms), 0);
+    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, NULL), 0);
+}
+
+Test (mesh_envelope, peek_reads_the_actor_when_asked)
+{
+    mesh_request_head_t head = { .id = "r-2", .method = "user.delete", .actor = "meshctl-ops" };
+    mesh_envelope_pack_request_head (&s_packer, &head);
+    msgpack_pack_nil (&s_packer);
+    mesh_slice_t id, actor = { "x", 1 };
+    uint64_t deadline_ms;
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, &actor), 0);
+    cr_assert (s_slice_is (id, "r-2"));
+    cr_assert (s_slice_is (actor, "meshctl-ops"));
+
+    //  Absent: empty
+    msgpack_sbuffer_clear (&s_buffer);
+    head.actor = NULL;
+    mesh_envelope_pack_request_head (&s_packer, &head);
+    msgpack_pack_nil (&s_packer);
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, &actor), 0);
+    cr_assert_eq (actor.len, 0);
+
+    //  Not a string, or too long: not an envelope the broker can vouch for
+    msgpack_sbuffer_clear (&s_buffer);
+    msgpack_pack_map (&s_packer, 3);
+    s_kv_uint ("v", 1);
+    s_kv_str ("id", "x");
+    s_kv_uint ("actor", 5);
+    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, &actor), 0);
+    cr_assert_eq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, NULL), 0,
+                  "without an actor wanted, its value is only walked over");
+    char long_actor[MESH_ENVELOPE_MAX_ACTOR + 2];
+    memset (long_actor, 'a', sizeof long_actor - 1);
+    long_actor[sizeof long_actor - 1] = '\0';
+    msgpack_sbuffer_clear (&s_buffer);
+    msgpack_pack_map (&s_packer, 3);
+    s_kv_uint ("v", 1);
+    s_kv_str ("id", "x");
+    s_kv_str ("actor", long_actor);
+    cr_assert_neq (mesh_envelope_peek (s_buffer.data, s_buffer.size, &id, &deadline_ms, &actor), 0);
+}
+
+Test (mesh_envelope, rejects_actor_that_is_not_a_string_or_too_long)
+{
+    msgpack_pack_map (&s_packer, 4);
+    s_kv_uint ("v", 1);
+    s_kv_str ("id", "x");
+    s_kv_str ("method", "m");
+    s_kv_uint ("actor", 1);
+    s_expect_reject (MESH_ENVELOPE_REQUEST, MESH_ETYPE, "actor");
+
+    char long_actor[MESH_ENVELOPE_MAX_ACTOR + 2];
+    memset (long_actor, 'a', sizeof long_actor - 1);
+    long_actor[sizeof long_actor - 1] = '\0';
+    msgpack_sbuffer_clear (&s_buffer);
+    msgpack_pack_map (&s_packer, 4);
+    s_kv_uint ("v", 1);
+    s_kv_str ("id", "x");
+    s_kv_str ("method", "m");
+    s_kv_str ("actor", long_actor);
+    s_expect_reject (MESH_ENVELOPE_REQUEST, MESH_ETOOBIG, "actor");
 }

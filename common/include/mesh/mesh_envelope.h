@@ -1,6 +1,7 @@
 /*  =========================================================================
     mesh_envelope - the MessagePack envelope of mesh requests and replies
-    Request: {"v":1, "id", "method", "body", "deadline"?, "trace"?, "idem"?}
+    Request: {"v":1, "id", "method", "body", "deadline"?, "trace"?, "idem"?,
+              "actor"?}
     Reply:   {"v":1, "id", "body"} or {"v":1, "id", "error":{"code","message"}}
     Decoding is strict: wrong types, an unknown version, a missing field, a
     frame over the size limit (1 MiB by default), nesting deeper than 32 or
@@ -27,6 +28,7 @@
 #define MESH_ENVELOPE_MAX_SIZE (1024 * 1024)
 #define MESH_ENVELOPE_MAX_DEPTH 32  //  msgpack-c's parser stack; deeper is rejected
 #define MESH_ENVELOPE_MAX_ID 128    //  Bytes in "id"; ids are request ids, not payloads
+#define MESH_ENVELOPE_MAX_ACTOR 256 //  Bytes in "actor": a key's name or a token's subject
 
 //  A borrowed byte string (not NUL-terminated).
 typedef struct {
@@ -45,6 +47,7 @@ typedef struct {
     mesh_slice_t method;        //  Requests: "user.get"
     mesh_slice_t trace;         //  W3C traceparent, or empty
     mesh_slice_t idem;          //  Idempotency key, or empty
+    mesh_slice_t actor;         //  Who asks (vouched for by the broker), or empty
     uint64_t deadline_ms;       //  Unix ms; 0 when absent
     const msgpack_object *body; //  Body object, NULL when absent
     bool is_error;              //  Replies: error instead of body
@@ -75,15 +78,18 @@ int
 const char *
     mesh_envelope_decoder_error (const mesh_envelope_decoder_t *self);
 
-//  Read only "id" and "deadline" of an envelope (request or reply), for
-//  routers such as the broker that must not pay for a full decode: walks
-//  the top-level map once, allocates nothing, never reads past `size`.
-//  Requires v = 1 and a string id; other values are skipped after a
-//  structural check (not type-checked). *id views `data`. Returns 0, or
-//  MESH_EINVAL / MESH_ETYPE / MESH_EVERSION when it is not an envelope.
+//  Read only "id", "deadline" and "actor" of an envelope (request or
+//  reply), for routers such as the broker that must not pay for a full
+//  decode: walks the top-level map once, allocates nothing, never reads
+//  past `size`. Requires v = 1 and a string id; an actor, when present,
+//  must be a string of at most MESH_ENVELOPE_MAX_ACTOR bytes; other values
+//  are skipped after a structural check (not type-checked). *id and *actor
+//  view `data`; `actor` may be NULL (not wanted), else it is set empty
+//  when absent. Returns 0, or MESH_EINVAL / MESH_ETYPE / MESH_EVERSION when
+//  it is not an envelope.
 int
     mesh_envelope_peek (const void *data, size_t size, mesh_slice_t *id,
-                        uint64_t *deadline_ms);
+                        uint64_t *deadline_ms, mesh_slice_t *actor);
 
 //  What a request carries besides its body.
 typedef struct {
@@ -92,6 +98,7 @@ typedef struct {
     uint64_t deadline_ms;       //  0 = none
     const char *trace;          //  NULL = none
     const char *idem;           //  NULL = none
+    const char *actor;          //  NULL = none; at most MESH_ENVELOPE_MAX_ACTOR bytes
 } mesh_request_head_t;
 
 //  Pack a request's map header and every field; the caller then packs the
