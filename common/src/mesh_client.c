@@ -254,7 +254,8 @@ mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
     if (!call->service || !call->method
         || !mdp_service_name_valid (call->service, strlen (call->service)))
         return MESH_EINVAL;
-    if (call->id && strlen (call->id) > MESH_ENVELOPE_MAX_ID)
+    if ((call->id && strlen (call->id) > MESH_ENVELOPE_MAX_ID)
+        || (call->actor && strlen (call->actor) > MESH_ENVELOPE_MAX_ACTOR))
         return MESH_EINVAL;
     s_pending_t *entry = s_entry_new (self);
     if (call->id)
@@ -278,6 +279,7 @@ mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
         .deadline_ms = mesh_wall_ms () + (uint64_t) timeout_ms,
         .trace = call->trace,
         .idem = call->idem,
+        .actor = call->actor,
     };
     mesh_envelope_pack_request_head (&packer, &head);
     if (call->body && call->body_len)

@@ -267,6 +267,7 @@ s_flush (mesh_worker_t *self, int count)
             .method = slot->envelope.method,
             .trace = slot->envelope.trace,
             .idem = slot->envelope.idem,
+            .actor = slot->envelope.actor,
             .deadline_ms = slot->envelope.deadline_ms,
             .body = slot->envelope.body,
         };

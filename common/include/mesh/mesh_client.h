@@ -33,6 +33,7 @@ typedef struct {
     const char *id;             //  Request id; NULL = the client makes a unique one
     const char *trace;          //  W3C traceparent or NULL
     const char *idem;           //  Idempotency key or NULL
+    const char *actor;          //  Who asks (a key's name, a token's subject) or NULL
     void *tag;                  //  Caller's pointer, given back with the reply
 } mesh_call_t;
 
@@ -57,7 +58,8 @@ void
     mesh_client_destroy (mesh_client_t **self_p);
 
 //  Send a request. Returns 0, MESH_ECONFLICT (that id is already in
-//  flight), MESH_EINVAL (missing service/method, id too long) or MESH_EIO.
+//  flight), MESH_EINVAL (missing service/method, id or actor too long) or
+//  MESH_EIO.
 //  When `id_out` is not NULL it receives the id used (MESH_ENVELOPE_MAX_ID+1
 //  bytes).
 int

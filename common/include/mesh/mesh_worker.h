@@ -31,6 +31,7 @@ typedef struct {
     mesh_slice_t method;        //  "user.get"
     mesh_slice_t trace;         //  traceparent or empty
     mesh_slice_t idem;          //  Idempotency key or empty
+    mesh_slice_t actor;         //  Who asks, or empty (with CURVE the broker vouches for it)
     uint64_t deadline_ms;       //  Unix ms; 0 = none
     const msgpack_object *body; //  Request body, or NULL when absent
 } mesh_request_t;
