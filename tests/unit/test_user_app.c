@@ -648,3 +648,118 @@ Test (user_app, idempotency_unit_keeps_or_undoes_the_change)
     user_destroy (&ada);
     user_destroy (&bob);
 }
+
+//  --- Actor ----------------------------------------------------------------
+
+Test (user_app, actor_of_each_change_reaches_its_outbox_event)
+{
+    static const char actor[] = "ops-alice";
+    user_t *user = NULL, *updated = NULL;
+    const char *field = "unset";
+    cr_assert_eq (user_app_create (s_app, actor, strlen (actor), "Ada", 3, "ada@example.com", 15,
+                                   &user, &field, NULL),
+                  0);
+    cr_assert_null (field);
+    cr_assert_eq (user_app_update (s_app, actor, strlen (actor), user_id (user), USER_ID_LEN,
+                                   "Ada King", 8, NULL, 0, &updated, NULL, NULL),
+                  0);
+    cr_assert_eq (user_app_delete (s_app, actor, strlen (actor), user_id (user), USER_ID_LEN,
+                                   NULL, NULL),
+                  0);
+    cr_assert_eq (s_events (), 3);
+    static const char *const types[] = {USER_EVENT_CREATED, USER_EVENT_UPDATED,
+                                        USER_EVENT_DELETED};
+    for (size_t index = 0; index < 3; index++) {
+        cr_assert_str_eq (s_event (index)->type, types[index]);
+        cr_assert_str_eq (s_event (index)->actor, actor, "event %zu", index);
+    }
+    //  And events.list hands it on
+    int64_t after = 0;
+    user_stored_event_t *events = NULL;
+    size_t count = 0;
+    cr_assert_eq (user_app_events (s_app, &after, NULL, &events, &count, NULL, NULL), 0);
+    cr_assert_eq (count, 3);
+    for (size_t index = 0; index < count; index++)
+        cr_assert_str_eq (events[index].actor, actor);
+    user_stored_events_free (events, count);
+    user_destroy (&user);
+    user_destroy (&updated);
+}
+
+Test (user_app, change_without_actor_has_none)
+{
+    //  NULL and an empty actor both mean none
+    user_t *user = s_create ("Ada", "ada@example.com");
+    user_t *updated = NULL;
+    cr_assert_eq (user_app_update (s_app, "", 0, user_id (user), USER_ID_LEN, "Bob", 3, NULL, 0,
+                                   &updated, NULL, NULL),
+                  0);
+    cr_assert_eq (s_events (), 2);
+    cr_assert_str_eq (s_event (0)->actor, "");
+    cr_assert_str_eq (s_event (1)->actor, "");
+    user_destroy (&user);
+    user_destroy (&updated);
+}
+
+Test (user_app, actor_is_kept_verbatim_up_to_256_bytes)
+{
+    //  Quotes, semicolons, comment dashes, backslashes and non-ASCII: data
+    //  like any other, stored exactly as sent
+    static const char sql[] = "x'); DROP TABLE users; -- \\ \"ops\" Łódź";
+    user_t *user = NULL;
+    cr_assert_eq (user_app_create (s_app, sql, strlen (sql), "Ada", 3, "ada@example.com", 15,
+                                   &user, NULL, NULL),
+                  0);
+    cr_assert_str_eq (s_event (0)->actor, sql);
+    user_destroy (&user);
+
+    char longest[USER_ACTOR_MAX + 1];
+    memset (longest, 'a', USER_ACTOR_MAX);
+    longest[USER_ACTOR_MAX] = '\0';
+    cr_assert_eq (user_app_create (s_app, longest, USER_ACTOR_MAX, "Bob", 3, "bob@example.com",
+                                   15, &user, NULL, NULL),
+                  0);
+    cr_assert_str_eq (s_event (1)->actor, longest);
+    user_destroy (&user);
+}
+
+Test (user_app, bad_actor_is_invalid_and_changes_nothing)
+{
+    user_t *user = s_create ("Ada", "ada@example.com");
+    char too_long[USER_ACTOR_MAX + 1];
+    memset (too_long, 'a', sizeof too_long);
+    const struct {
+        const char *actor;
+        size_t len;
+    } cases[] = {
+        {"ops\nalice", 9},        //  A forged log line
+        {"ops\0alice", 9},        //  NUL
+        {"ops\x1b[2Jalice", 11},  //  Terminal escape
+        {"\xc3\x28", 2},          //  Not UTF-8
+        {"ops\xe2\x80\xa8x", 7},  //  U+2028
+        {too_long, sizeof too_long},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        user_t *out = NULL;
+        const char *field = NULL, *why = NULL;
+        cr_assert_eq (user_app_create (s_app, cases[index].actor, cases[index].len, "Bob", 3,
+                                       "bob@example.com", 15, &out, &field, &why),
+                      MESH_EINVAL, "case %zu", index);
+        cr_assert_str_eq (field, "actor");
+        cr_assert_not_null (why);
+        field = NULL;
+        cr_assert_eq (user_app_update (s_app, cases[index].actor, cases[index].len,
+                                       user_id (user), USER_ID_LEN, "Bob", 3, NULL, 0, &out,
+                                       &field, NULL),
+                      MESH_EINVAL);
+        cr_assert_str_eq (field, "actor");
+        field = NULL;
+        cr_assert_eq (user_app_delete (s_app, cases[index].actor, cases[index].len,
+                                       user_id (user), USER_ID_LEN, &field, NULL),
+                      MESH_EINVAL);
+        cr_assert_str_eq (field, "actor");
+    }
+    cr_assert_eq (s_events (), 1);
+    cr_assert_eq (user_repo_memory_user_count (s_memory), 1);
+    user_destroy (&user);
+}
