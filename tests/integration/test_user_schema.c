@@ -104,7 +104,10 @@ Test (user_schema, fresh_schema_gets_every_migration)
     PQfinish (conn);
 }
 
-Test (user_schema, second_run_applies_nothing)
+//  A connection to this test's schema, every migration applied (skips the
+//  test without a database).
+static PGconn *
+s_migrated (void)
 {
     s_database_url ();
     PGconn *conn = s_connect ();
@@ -113,6 +116,14 @@ Test (user_schema, second_run_applies_nothing)
     char error [256] = "";
     cr_assert_eq (user_schema_migrate (conn, &applied, error, sizeof error), 0, "%s", error);
     cr_assert_eq (applied, user_schema_latest ());
+    return conn;
+}
+
+Test (user_schema, second_run_applies_nothing)
+{
+    PGconn *conn = s_migrated ();
+    int applied = -1;
+    char error [256] = "";
     cr_assert_eq (user_schema_migrate (conn, &applied, error, sizeof error), 0, "%s", error);
     cr_assert_eq (applied, 0);
     //  A new connection (another process starting later) sees the same
@@ -271,12 +282,9 @@ Test (user_schema, refuses_to_run_inside_a_transaction)
 //  column an operator added by hand ahead of the upgrade does not stop it.
 Test (user_schema, actor_migration_is_nullable_and_tolerates_the_column)
 {
-    s_database_url ();
-    PGconn *conn = s_connect ();
-    cr_assert_not_null (conn);
+    PGconn *conn = s_migrated ();
     int applied = -1;
     char error [256] = "";
-    cr_assert_eq (user_schema_migrate (conn, &applied, error, sizeof error), 0, "%s", error);
     cr_assert_geq (user_schema_latest (), 3);
     //  An event as the service wrote them before: no actor given
     mesh_test_pg_exec (conn, "INSERT INTO outbox (event_id, type, subject, data)"
