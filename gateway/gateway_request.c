@@ -445,8 +445,7 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
 {
     bool audit = request->route->id == GATEWAY_ROUTE_AUDIT;
     static const char *const user_names[] = { "limit", "after", NULL };
-    static const char *const audit_names[] = { "limit", "after", "user_id", "type", "actor",
-                                                NULL };
+    static const char *const audit_names[] = {"limit", "after", "user_id", "type", "actor", NULL};
     s_query_t query = { .names = audit? audit_names: user_names };
     long limit = S_LIST_DEFAULT_LIMIT;
     long after_seq = 0;
@@ -482,8 +481,8 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
     //  The string parameters: the users' opaque 'after'; the audit log's
     //  'type' and 'actor' (its 'after' is an integer, set above). jansson
     //  refuses strings that are not UTF-8 (json_string gives NULL)
-    static const char *const names[] = { NULL, "after", NULL, "type", "actor" };
-    for (size_t index = audit? 3: 1; index < (audit? 5u: 2u); index++)
+    static const char *const names[] = {NULL, "after", NULL, "type", "actor"};
+    for (size_t index = audit ? 3 : 1; index < (audit ? 5u : 2u); index++)
         if (query.values[index]
             && json_object_set_new (body, names[index], json_string (query.values[index]))) {
             json_decref (body);

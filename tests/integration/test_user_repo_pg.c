@@ -480,17 +480,18 @@ Test (user_repo_pg, app_use_cases_end_to_end)
     user_t *created = NULL;
     const char *name = "  Grace Hopper ";
     const char *email = " Grace@Example.COM";
-    cr_assert_eq (
-        user_app_create (app, NULL, 0, name, strlen (name), email, strlen (email), &created, &field, &why),
-        0, "%s: %s", field, why);
+    cr_assert_eq (user_app_create (app, NULL, 0, name, strlen (name), email, strlen (email),
+                                   &created, &field, &why),
+                  0, "%s: %s", field, why);
     cr_assert_str_eq (user_name (created), "Grace Hopper");
     cr_assert_str_eq (user_email (created), "grace@example.com");
 
     //  The same email in another case is taken
     user_t *duplicate = NULL;
     const char *shout = "GRACE@example.com";
-    cr_assert_eq (user_app_create (app, NULL, 0, "G", 1, shout, strlen (shout), &duplicate, &field, &why),
-                  MESH_ECONFLICT);
+    cr_assert_eq (
+        user_app_create (app, NULL, 0, "G", 1, shout, strlen (shout), &duplicate, &field, &why),
+        MESH_ECONFLICT);
     cr_assert_null (duplicate);
 
     user_t *got = NULL;
@@ -506,8 +507,8 @@ Test (user_repo_pg, app_use_cases_end_to_end)
     user_destroy (&got);
 
     user_t *other = NULL;
-    cr_assert_eq (user_app_create (app, NULL, 0, "Alan", 4, "alan@example.com", 16, &other, &field, &why),
-                  0);
+    cr_assert_eq (
+        user_app_create (app, NULL, 0, "Alan", 4, "alan@example.com", 16, &other, &field, &why), 0);
     user_page_t *page = NULL;
     int64_t limit = 1;
     cr_assert_eq (user_app_list (app, NULL, 0, &limit, &page, &field, &why), 0);

@@ -123,7 +123,7 @@ Test (user_schema, second_run_applies_nothing)
 {
     PGconn *conn = s_migrated ();
     int applied = -1;
-    char error [256] = "";
+    char error[256] = "";
     cr_assert_eq (user_schema_migrate (conn, &applied, error, sizeof error), 0, "%s", error);
     cr_assert_eq (applied, 0);
     //  A new connection (another process starting later) sees the same
@@ -284,14 +284,14 @@ Test (user_schema, actor_migration_is_nullable_and_tolerates_the_column)
 {
     PGconn *conn = s_migrated ();
     int applied = -1;
-    char error [256] = "";
+    char error[256] = "";
     cr_assert_geq (user_schema_latest (), 3);
     //  An event as the service wrote them before: no actor given
     mesh_test_pg_exec (conn, "INSERT INTO outbox (event_id, type, subject, data)"
                              " VALUES (gen_random_uuid(), 'user.created', gen_random_uuid(),"
                              " '\\x80')");
-    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM outbox WHERE actor IS NULL",
-                                     NULL), 1);
+    cr_assert_eq (mesh_test_pg_long (conn, "SELECT count(*) FROM outbox WHERE actor IS NULL", NULL),
+                  1);
     //  As if the column had come by hand, with migration 3 still to run
     mesh_test_pg_exec (conn, "DELETE FROM schema_migrations WHERE version = 3");
     cr_assert_eq (user_schema_migrate (conn, &applied, error, sizeof error), 0, "%s", error);

@@ -79,9 +79,9 @@ user_test_call_as (mesh_client_t *client, const char *method, const msgpack_sbuf
     mesh_call_t call = {
         .service = "user",
         .method = method,
-        .body = body? body->data: NULL,
-        .body_len = body? body->size: 0,
-        .timeout_ms = timeout_ms? timeout_ms: 10000,
+        .body = body ? body->data : NULL,
+        .body_len = body ? body->size : 0,
+        .timeout_ms = timeout_ms ? timeout_ms : 10000,
         .idem = idem,
         .actor = actor,
     };
@@ -223,7 +223,7 @@ user_test_events_add (user_test_events_t *self, const msgpack_object *event)
         if (user_test_get (event, "actor")) {
             user_test_str (event, "actor", self->actor[seq], sizeof self->actor[seq]);
             cr_assert_str_not_empty (self->actor[seq], "seq %zu: an empty actor is absent",
-                                     (size_t) seq);
+                                     (size_t)seq);
         }
         char id[64];
         cr_assert_str_eq (user_test_str (data, "id", id, sizeof id), self->subject[seq],

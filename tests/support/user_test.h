@@ -39,9 +39,9 @@ mesh_reply_t
                     const char *idem, int timeout_ms);
 
 //  user_test_call with the envelope's `actor` (NULL: none).
-mesh_reply_t
-    user_test_call_as (mesh_client_t *client, const char *method, const msgpack_sbuffer *body,
-                       const char *idem, const char *actor, int timeout_ms);
+mesh_reply_t user_test_call_as (mesh_client_t *client, const char *method,
+                                const msgpack_sbuffer *body, const char *idem, const char *actor,
+                                int timeout_ms);
 
 //  Initialise `buffer` with a map of string pairs: keys and values
 //  alternate, NULL-terminated. The caller destroys the buffer.
@@ -83,7 +83,7 @@ typedef struct {
     uint32_t *seen;             //  [seq] sightings
     char (*subject)[40];        //  [seq] user id
     char (*type)[16];           //  [seq] event type
-    char (*actor)[USER_TEST_ACTOR_SIZE];    //  [seq] actor attribute, "" when absent
+    char (*actor)[USER_TEST_ACTOR_SIZE]; //  [seq] actor attribute, "" when absent
     size_t beyond;              //  Events with seq 0 or above capacity
     size_t malformed;           //  Bodies that are not an event map
 } user_test_events_t;

@@ -237,7 +237,9 @@ Test (audit_ingest, list_filters_by_actor)
     for (uint64_t seq = 1; seq <= 6; seq++) {
         audit_event_fake (&events[seq - 1], seq);
         snprintf (events[seq - 1].actor, sizeof events[seq - 1].actor, "%s",
-                  seq % 2 == 0 ? "ops-alice" : seq == 3 ? "ops-bob" : "");
+                  seq % 2 == 0 ? "ops-alice"
+                  : seq == 3   ? "ops-bob"
+                               : "");
         cr_assert_null (audit_event_check (&events[seq - 1]));
     }
     audit_store_t *store = audit_store_memory_store (s_store);
@@ -249,7 +251,7 @@ Test (audit_ingest, list_filters_by_actor)
 
     const char *field, *why;
     audit_page_t page;
-    audit_list_request_t request = { .actor = "ops-alice", .actor_len = 9 };
+    audit_list_request_t request = {.actor = "ops-alice", .actor_len = 9};
     cr_assert_eq (audit_list (store, &request, &page, &field, &why), 0);
     cr_assert_eq (page.count, 3);
     for (size_t index = 0; index < page.count; index++) {
@@ -258,21 +260,20 @@ Test (audit_ingest, list_filters_by_actor)
     }
     audit_events_free (page.events, page.count);
     //  Exact match: a prefix is another actor
-    request = (audit_list_request_t) { .actor = "ops-", .actor_len = 4 };
+    request = (audit_list_request_t){.actor = "ops-", .actor_len = 4};
     cr_assert_eq (audit_list (store, &request, &page, &field, &why), 0);
     cr_assert_eq (page.count, 0);
     audit_events_free (page.events, page.count);
 
     static const char *const bad[] = {"", "a\nb", "\xff"};
     for (size_t index = 0; index < 3; index++) {
-        request = (audit_list_request_t) { .actor = bad[index], .actor_len = strlen (bad[index]) };
-        cr_assert_eq (audit_list (store, &request, &page, &field, &why), MESH_EINVAL, "%zu",
-                      index);
+        request = (audit_list_request_t){.actor = bad[index], .actor_len = strlen (bad[index])};
+        cr_assert_eq (audit_list (store, &request, &page, &field, &why), MESH_EINVAL, "%zu", index);
         cr_assert_str_eq (field, "actor");
     }
     char too_long[AUDIT_ACTOR_MAX + 1];
     memset (too_long, 'a', sizeof too_long);
-    request = (audit_list_request_t) { .actor = too_long, .actor_len = sizeof too_long };
+    request = (audit_list_request_t){.actor = too_long, .actor_len = sizeof too_long};
     cr_assert_eq (audit_list (store, &request, &page, &field, &why), MESH_EINVAL);
     cr_assert (audit_actor_valid (too_long, AUDIT_ACTOR_MAX));
     cr_assert (audit_actor_valid ("jwt:Zoë", 8));

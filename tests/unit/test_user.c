@@ -644,8 +644,10 @@ Test (user, actor_normalize_keeps_text_as_sent_and_refuses_the_rest)
     strcpy (out, "untouched");
     cr_assert_eq (user_actor_normalize ("a\tb", 3, out, sizeof out, &why), MESH_EINVAL);
     cr_assert_str_eq (why, "actor must not contain control characters or line separators");
-    cr_assert_eq (user_actor_normalize ("a\xc2\x85" "b", 4, out, sizeof out, &why), MESH_EINVAL,
-                  "C1 control (NEL)");
+    cr_assert_eq (user_actor_normalize ("a\xc2\x85"
+                                        "b",
+                                        4, out, sizeof out, &why),
+                  MESH_EINVAL, "C1 control (NEL)");
     cr_assert_eq (user_actor_normalize ("\xed\xa0\x80", 3, out, sizeof out, &why), MESH_EINVAL);
     cr_assert_str_eq (why, "actor must be valid UTF-8");
     char too_long[USER_ACTOR_MAX + 1];

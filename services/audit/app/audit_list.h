@@ -23,7 +23,7 @@ typedef struct {
     size_t user_id_len;
     const char *type;               //  Filter: one event type
     size_t type_len;
-    const char *actor;              //  Filter: the changes one actor asked for
+    const char *actor; //  Filter: the changes one actor asked for
     size_t actor_len;
     const int64_t *after;           //  Seq to start after (cursor of the last page)
     const int64_t *limit;           //  1..AUDIT_LIST_MAX

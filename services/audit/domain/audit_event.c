@@ -57,8 +57,10 @@ s_utf8_text (const unsigned char *bytes, size_t len)
     if (lead < 0x80)
         return lead >= 0x20 && lead != 0x7f ? 1 : 0;
     //  Each lead byte: the sequence's length and the range of its second byte
-    size_t size = lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3
-                : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    size_t size = lead >= 0xc2 && lead <= 0xdf   ? 2
+                  : lead >= 0xe0 && lead <= 0xef ? 3
+                  : lead >= 0xf0 && lead <= 0xf4 ? 4
+                                                 : 0;
     unsigned int low = lead == 0xe0 ? 0xa0 : lead == 0xf0 ? 0x90 : 0x80;
     unsigned int high = lead == 0xed ? 0x9f : lead == 0xf4 ? 0x8f : 0xbf;
     if (size == 0 || len < size || bytes[1] < low || bytes[1] > high)
@@ -67,7 +69,7 @@ s_utf8_text (const unsigned char *bytes, size_t len)
         if ((bytes[index] & 0xc0u) != 0x80)
             return 0;
     if (lead == 0xc2 && bytes[1] <= 0x9f)
-        return 0;               //  U+0080..U+009F: C1 controls
+        return 0; //  U+0080..U+009F: C1 controls
     return size;
 }
 
@@ -77,7 +79,7 @@ audit_actor_valid (const char *text, size_t len)
     if (len == 0 || len > AUDIT_ACTOR_MAX)
         return false;
     for (size_t at = 0; at < len;) {
-        size_t size = s_utf8_text ((const unsigned char *) text + at, len - at);
+        size_t size = s_utf8_text ((const unsigned char *)text + at, len - at);
         if (size == 0)
             return false;
         at += size;

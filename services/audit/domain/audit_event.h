@@ -58,13 +58,12 @@ bool
 //  True when `text` (`len` bytes) can be an actor: 1 to AUDIT_ACTOR_MAX
 //  bytes of well-formed UTF-8 without control characters (the user
 //  service writes no other kind).
-bool
-    audit_actor_valid (const char *text, size_t len);
+bool audit_actor_valid (const char *text, size_t len);
 
 //  Check an event's fields: seq > 0, id and subject canonical UUIDs, a
 //  known type, a time that parsed (time_us set by the decoder), data
-//  present, and an actor that is empty or audit_actor_valid. Returns NULL when valid, else a static sentence naming the
-//  first field that is not.
+//  present, and an actor that is empty or audit_actor_valid. Returns NULL when valid, else a static
+//  sentence naming the first field that is not.
 const char *
     audit_event_check (const audit_event_t *self);
 

@@ -73,8 +73,7 @@ audit_codec_event (const msgpack_object *map, audit_event_t *event)
         why = "trace must be a string";
     //  The extension attribute of events written with an actor; absent on
     //  the others (and on every event of a user service before it)
-    else if (s_lookup (map, "actor")
-             && !s_string (map, "actor", event->actor, sizeof event->actor))
+    else if (s_lookup (map, "actor") && !s_string (map, "actor", event->actor, sizeof event->actor))
         why = "actor must be a string of at most 256 bytes";
     if (!why) {
         event->seq = seq->via.u64;

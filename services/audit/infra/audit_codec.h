@@ -15,9 +15,9 @@
 #include <stddef.h>
 
 //  Decode one event map into *event (cleared first; data becomes JSON
-//  text; the optional extension attribute `actor` goes to event->actor). Returns NULL on success, else a static reason and *event is left
-//  cleared: the map is not a map, misses a field, has a field of the wrong
-//  type, or breaks audit_event_check.
+//  text; the optional extension attribute `actor` goes to event->actor). Returns NULL on success,
+//  else a static reason and *event is left cleared: the map is not a map, misses a field, has a
+//  field of the wrong type, or breaks audit_event_check.
 const char *
     audit_codec_event (const msgpack_object *map, audit_event_t *event);
 

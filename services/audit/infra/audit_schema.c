@@ -55,12 +55,11 @@ static const char *const s_migration_2[] = {
     "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS actor text",
     "CREATE INDEX IF NOT EXISTS audit_events_actor_seq_idx ON audit_events (actor, seq)"
     " WHERE actor IS NOT NULL",
-    NULL
-};
+    NULL};
 
 static const mesh_pg_migration_t s_migrations[] = {
-    { 1, "audit log and cursor", s_migration_1 },
-    { 2, "audit actor", s_migration_2 },
+    {1, "audit log and cursor", s_migration_1},
+    {2, "audit actor", s_migration_2},
 };
 #define S_MIGRATION_COUNT ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 

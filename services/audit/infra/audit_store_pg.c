@@ -147,8 +147,8 @@ s_events_json (const audit_event_t *events, size_t count)
 {
     size_t size = 2;
     for (size_t index = 0; index < count; index++)
-        size += strlen (events[index].data) + 6 * sizeof events[index].trace
-              + 6 * sizeof events[index].actor + 256;
+        size += strlen (events[index].data) + 6 * sizeof events[index].trace +
+                6 * sizeof events[index].actor + 256;
     char *text = mesh_alloc (size);
     size_t used = 0;
     text[used++] = '[';
@@ -221,8 +221,8 @@ s_list (audit_store_t *base, const audit_query_t *query, audit_event_t **events_
     snprintf (after, sizeof after, "%" PRIu64, query->after);
     snprintf (limit, sizeof limit, "%zu", query->limit);
     const char *values[5] = {after, query->user_id, query->type, limit, query->actor};
-    PGresult *result = PQexecPrepared (self->conn, s_statements[S_LIST].name, 5, values, NULL,
-                                       NULL, 0);
+    PGresult *result =
+        PQexecPrepared (self->conn, s_statements[S_LIST].name, 5, values, NULL, NULL, 0);
     if (PQresultStatus (result) != PGRES_TUPLES_OK) {
         rc = s_failure (self, result, "list");
         PQclear (result);

@@ -87,8 +87,8 @@ static int
 s_actor (const char *actor, size_t actor_len, char out[USER_ACTOR_SIZE], const char **field,
          const char **why)
 {
-    int rc = user_actor_normalize (actor? actor: "", actor? actor_len: 0, out, USER_ACTOR_SIZE,
-                                   why);
+    int rc =
+        user_actor_normalize (actor ? actor : "", actor ? actor_len : 0, out, USER_ACTOR_SIZE, why);
     return s_invalid (rc, "actor", field);
 }
 
@@ -127,7 +127,7 @@ user_app_create (user_app_t *self, const char *actor, size_t actor_len, const ch
         return rc;
     char name_norm[USER_NAME_SIZE];
     char email_norm[USER_EMAIL_SIZE];
-    rc = user_name_normalize (name? name: "", name_len, name_norm, sizeof name_norm, why);
+    rc = user_name_normalize (name ? name : "", name_len, name_norm, sizeof name_norm, why);
     if (rc)
         return s_invalid (rc, "name", field);
     rc = user_email_normalize (email? email: "", email_len, email_norm, sizeof email_norm, why);

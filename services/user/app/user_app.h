@@ -63,8 +63,7 @@ void
 //  not NUL-terminated). Writes the user and a user.created event. Returns
 //  0, MESH_EINVAL ("name" or "email"), MESH_ECONFLICT when the email is
 //  taken, or a store error.
-int
-    user_app_create (user_app_t *self, const char *actor, size_t actor_len, const char *name,
+int user_app_create (user_app_t *self, const char *actor, size_t actor_len, const char *name,
                      size_t name_len, const char *email, size_t email_len, user_t **user_p,
                      const char **field, const char **why);
 
@@ -98,15 +97,13 @@ int
 //  updated_at becomes now; writes a user.updated event with the new state.
 //  Returns 0, MESH_EINVAL ("id", "name" or "email"), MESH_ENOTFOUND,
 //  MESH_ECONFLICT when another user has the email, or a store error.
-int
-    user_app_update (user_app_t *self, const char *actor, size_t actor_len, const char *id,
+int user_app_update (user_app_t *self, const char *actor, size_t actor_len, const char *id,
                      size_t id_len, const char *name, size_t name_len, const char *email,
                      size_t email_len, user_t **user_p, const char **field, const char **why);
 
 //  Delete a user; writes a user.deleted event carrying its last state.
 //  Returns 0, MESH_EINVAL ("id"), MESH_ENOTFOUND, or a store error.
-int
-    user_app_delete (user_app_t *self, const char *actor, size_t actor_len, const char *id,
+int user_app_delete (user_app_t *self, const char *actor, size_t actor_len, const char *id,
                      size_t id_len, const char **field, const char **why);
 
 //  One page of users in ascending id order, after the user id `after`

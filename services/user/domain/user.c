@@ -369,8 +369,7 @@ user_id_normalize (const char *input, size_t len, char *out, size_t out_size,
 //  --------------------------------------------------------------------------
 //  Check an actor and copy it as it is.
 int
-user_actor_normalize (const char *input, size_t len, char *out, size_t out_size,
-                      const char **why)
+user_actor_normalize (const char *input, size_t len, char *out, size_t out_size, const char **why)
 {
     assert (input || len == 0);
     assert (out);
@@ -382,11 +381,10 @@ user_actor_normalize (const char *input, size_t len, char *out, size_t out_size,
     //  newline or an escape sequence could forge or hide a line
     for (size_t at = 0; at < len && !wrong;) {
         uint32_t code_point = 0;
-        size_t size = s_utf8_decode ((const unsigned char *) input + at, len - at, &code_point);
+        size_t size = s_utf8_decode ((const unsigned char *)input + at, len - at, &code_point);
         if (size == 0)
             wrong = "actor must be valid UTF-8";
-        else
-        if (s_is_control (code_point) || code_point == 0x2028 || code_point == 0x2029)
+        else if (s_is_control (code_point) || code_point == 0x2028 || code_point == 0x2029)
             wrong = "actor must not contain control characters or line separators";
         at += size;
     }

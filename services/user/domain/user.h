@@ -54,7 +54,7 @@
 #define USER_EMAIL_LABEL_MAX 63     //  Characters of one domain label
 #define USER_ID_LEN 36              //  "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 #define USER_ID_SIZE (USER_ID_LEN + 1)
-#define USER_ACTOR_MAX 256          //  Bytes of an actor (MESH_ENVELOPE_MAX_ACTOR)
+#define USER_ACTOR_MAX 256 //  Bytes of an actor (MESH_ENVELOPE_MAX_ACTOR)
 #define USER_ACTOR_SIZE (USER_ACTOR_MAX + 1)
 #define USER_TIME_LEN 24            //  "2026-11-25T13:33:31.123Z"
 #define USER_TIME_SIZE (USER_TIME_LEN + 1)
@@ -104,8 +104,7 @@ int
 //  USER_ACTOR_SIZE. An empty actor (len 0) is valid and means none.
 //  Returns 0, or MESH_EINVAL with *why (when not NULL) set to a static
 //  sentence; `out` is untouched on failure. Thread-safe.
-int
-    user_actor_normalize (const char *input, size_t len, char *out, size_t out_size,
+int user_actor_normalize (const char *input, size_t len, char *out, size_t out_size,
                           const char **why);
 
 //  Create a user from values already in normal form: a canonical id, a name

@@ -283,9 +283,9 @@ user_codec_update (user_app_t *app, mesh_slice_t actor, const msgpack_object *bo
         return rc;
     user_t *user = NULL;
     const char *field = NULL, *why = NULL;
-    rc = user_app_update (app, actor.ptr, actor.len, id.ptr, id.len,
-                          name.present ? name.ptr : NULL, name.len,
-                          email.present ? email.ptr : NULL, email.len, &user, &field, &why);
+    rc = user_app_update (app, actor.ptr, actor.len, id.ptr, id.len, name.present ? name.ptr : NULL,
+                          name.len, email.present ? email.ptr : NULL, email.len, &user, &field,
+                          &why);
     return s_reply_user (rc, &user, field, why, reply, message, message_size);
 }
 

@@ -31,8 +31,8 @@
 //  The columns user_outbox_event_from_row reads, in its order, qualified by
 //  table alias `t` (use "outbox" when there is no alias).
 #define USER_OUTBOX_EVENT_COLUMNS(t)                                                               \
-    t ".seq, " t ".event_id::text, " t ".type, " t ".subject::text, coalesce(" t ".trace, ''), "   \
-    USER_SQL_MICROS (t ".created_at") ", " t ".data, coalesce(" t ".actor, '')"
+    t ".seq, " t ".event_id::text, " t ".type, " t ".subject::text, coalesce(" t                   \
+      ".trace, ''), " USER_SQL_MICROS (t ".created_at") ", " t ".data, coalesce(" t ".actor, '')"
 
 //  Fill *event from row `row` of a binary-format result whose first columns
 //  are USER_OUTBOX_EVENT_COLUMNS. event->data is a fresh copy of the

@@ -65,8 +65,8 @@ typedef enum {
 //  text from outside and never part of the SQL.
 #define S_OUTBOX_INSERT(a, b, c, d, e, f, g)                                                       \
     " INSERT INTO outbox (event_id, type, subject, data, created_at, trace, actor)"                \
-    " SELECT $" a "::uuid, $" b "::text, $" c "::uuid, $" d "::bytea, " S_TIME (e)                 \
-    ", NULLIF($" f "::text, ''), NULLIF($" g "::text, '') FROM u"
+    " SELECT $" a "::uuid, $" b "::text, $" c "::uuid, $" d                                        \
+    "::bytea, " S_TIME (e) ", NULLIF($" f "::text, ''), NULLIF($" g "::text, '') FROM u"
 
 // clang-format off
 static const struct {
@@ -385,7 +385,7 @@ s_change (s_repo_t *self, s_statement_t statement, const char **fixed, int nfixe
     formats[nfixed + 3] = 1;
     values[nfixed + 4] = event_time;
     values[nfixed + 5] = self->trace;
-    values[nfixed + 6] = event->actor? event->actor: "";
+    values[nfixed + 6] = event->actor ? event->actor : "";
 
     PGresult *result = s_exec (self, statement, nfixed + 7, values, lengths, formats, 0);
     msgpack_sbuffer_destroy (&data);

@@ -21,7 +21,7 @@ typedef struct {
     char id[USER_ID_SIZE];      //  Event id
     char subject[USER_ID_SIZE]; //  User id
     user_t *user;               //  Owned copy
-    char actor[USER_ACTOR_SIZE];//  Who asked; "" when none
+    char actor[USER_ACTOR_SIZE]; //  Who asked; "" when none
 } s_event_t;
 
 //  A completed idempotency key: the request it was used with and its reply.
@@ -160,7 +160,7 @@ s_event_append (user_repo_memory_t *self, const user_event_t *event)
     //  As the PostgreSQL adapter: NULL and "" both mean none; longer than
     //  the domain allows cannot come from the use cases
     assert (!event->actor || strlen (event->actor) <= USER_ACTOR_MAX);
-    snprintf (copy->actor, sizeof copy->actor, "%s", event->actor? event->actor: "");
+    snprintf (copy->actor, sizeof copy->actor, "%s", event->actor ? event->actor : "");
     copy->view.actor = copy->actor;
     if (self->event_count == self->event_capacity) {
         self->event_capacity = self->event_capacity? self->event_capacity * 2: 8;
