@@ -371,7 +371,7 @@ s_on_headers (gateway_request_t *request, const char *url, const char *method)
 //  Query parameters of one route: names allowed, values found.
 typedef struct {
     const char *const *names;   //  NULL-terminated
-    const char *values[4];      //  By index in names; NULL when absent
+    const char *values[5];      //  By index in names; NULL when absent
     char error[160];            //  First problem seen, "" when none
 } s_query_t;
 
@@ -445,7 +445,7 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
 {
     bool audit = request->route->id == GATEWAY_ROUTE_AUDIT;
     static const char *const user_names[] = { "limit", "after", NULL };
-    static const char *const audit_names[] = { "limit", "after", "user_id", "type", NULL };
+    static const char *const audit_names[] = {"limit", "after", "user_id", "type", "actor", NULL};
     s_query_t query = { .names = audit? audit_names: user_names };
     long limit = S_LIST_DEFAULT_LIMIT;
     long after_seq = 0;
@@ -466,6 +466,8 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
         detail = "query parameter 'user_id' must be a UUID";
     else if (audit && query.values[3] && !query.values[3][0])
         detail = "query parameter 'type' must not be empty";
+    else if (audit && query.values[4] && !query.values[4][0])
+        detail = "query parameter 'actor' must not be empty";
     if (detail) {
         *result = s_fail (request, GATEWAY_PROBLEM_BAD_PARAMETER, detail);
         return false;
@@ -476,9 +478,11 @@ s_build_list (gateway_request_t *request, enum MHD_Result *result)
         json_object_set_new (body, "user_id", json_string (user_id));
     if (audit && query.values[1])
         json_object_set_new (body, "after", json_integer (after_seq));
-    //  jansson refuses strings that are not UTF-8 (json_string gives NULL)
-    static const char *const names[] = { NULL, "after", NULL, "type" };
-    for (size_t index = audit? 3: 1; index < 4; index += 2)
+    //  The string parameters: the users' opaque 'after'; the audit log's
+    //  'type' and 'actor' (its 'after' is an integer, set above). jansson
+    //  refuses strings that are not UTF-8 (json_string gives NULL)
+    static const char *const names[] = {NULL, "after", NULL, "type", "actor"};
+    for (size_t index = audit ? 3 : 1; index < (audit ? 5u : 2u); index++)
         if (query.values[index]
             && json_object_set_new (body, names[index], json_string (query.values[index]))) {
             json_decref (body);

@@ -480,17 +480,18 @@ Test (user_repo_pg, app_use_cases_end_to_end)
     user_t *created = NULL;
     const char *name = "  Grace Hopper ";
     const char *email = " Grace@Example.COM";
-    cr_assert_eq (
-        user_app_create (app, name, strlen (name), email, strlen (email), &created, &field, &why),
-        0, "%s: %s", field, why);
+    cr_assert_eq (user_app_create (app, NULL, 0, name, strlen (name), email, strlen (email),
+                                   &created, &field, &why),
+                  0, "%s: %s", field, why);
     cr_assert_str_eq (user_name (created), "Grace Hopper");
     cr_assert_str_eq (user_email (created), "grace@example.com");
 
     //  The same email in another case is taken
     user_t *duplicate = NULL;
     const char *shout = "GRACE@example.com";
-    cr_assert_eq (user_app_create (app, "G", 1, shout, strlen (shout), &duplicate, &field, &why),
-                  MESH_ECONFLICT);
+    cr_assert_eq (
+        user_app_create (app, NULL, 0, "G", 1, shout, strlen (shout), &duplicate, &field, &why),
+        MESH_ECONFLICT);
     cr_assert_null (duplicate);
 
     user_t *got = NULL;
@@ -506,8 +507,8 @@ Test (user_repo_pg, app_use_cases_end_to_end)
     user_destroy (&got);
 
     user_t *other = NULL;
-    cr_assert_eq (user_app_create (app, "Alan", 4, "alan@example.com", 16, &other, &field, &why),
-                  0);
+    cr_assert_eq (
+        user_app_create (app, NULL, 0, "Alan", 4, "alan@example.com", 16, &other, &field, &why), 0);
     user_page_t *page = NULL;
     int64_t limit = 1;
     cr_assert_eq (user_app_list (app, NULL, 0, &limit, &page, &field, &why), 0);
@@ -522,7 +523,7 @@ Test (user_repo_pg, app_use_cases_end_to_end)
     s_assert_same_user (user_page_item (page, 0), other);
     user_page_destroy (&page);
 
-    cr_assert_eq (user_app_delete (app, user_id (other), USER_ID_LEN, &field, &why), 0);
+    cr_assert_eq (user_app_delete (app, NULL, 0, user_id (other), USER_ID_LEN, &field, &why), 0);
     cr_assert_eq (user_app_get (app, user_id (other), USER_ID_LEN, &got, &field, &why),
                   MESH_ENOTFOUND);
     //  Two creates and a delete: three events, each about its user

@@ -69,13 +69,21 @@ mesh_reply_t
 user_test_call (mesh_client_t *client, const char *method, const msgpack_sbuffer *body,
                 const char *idem, int timeout_ms)
 {
+    return user_test_call_as (client, method, body, idem, NULL, timeout_ms);
+}
+
+mesh_reply_t
+user_test_call_as (mesh_client_t *client, const char *method, const msgpack_sbuffer *body,
+                   const char *idem, const char *actor, int timeout_ms)
+{
     mesh_call_t call = {
         .service = "user",
         .method = method,
-        .body = body? body->data: NULL,
-        .body_len = body? body->size: 0,
-        .timeout_ms = timeout_ms? timeout_ms: 10000,
+        .body = body ? body->data : NULL,
+        .body_len = body ? body->size : 0,
+        .timeout_ms = timeout_ms ? timeout_ms : 10000,
         .idem = idem,
+        .actor = actor,
     };
     mesh_reply_t reply;
     cr_assert_eq (mesh_client_call (client, &call, &reply), 0);
@@ -167,6 +175,7 @@ user_test_events_new (size_t capacity)
     self->seen = mesh_alloc ((capacity + 1) * sizeof *self->seen);
     self->subject = mesh_alloc ((capacity + 1) * sizeof *self->subject);
     self->type = mesh_alloc ((capacity + 1) * sizeof *self->type);
+    self->actor = mesh_alloc ((capacity + 1) * sizeof *self->actor);
     return self;
 }
 
@@ -178,6 +187,7 @@ user_test_events_destroy (user_test_events_t **self_p)
         free (self->seen);
         free (self->subject);
         free (self->type);
+        free (self->actor);
         free (self);
         *self_p = NULL;
     }
@@ -210,6 +220,11 @@ user_test_events_add (user_test_events_t *self, const msgpack_object *event)
     if (self->seen[seq]++ == 0) {
         user_test_str (event, "subject", self->subject[seq], sizeof self->subject[seq]);
         user_test_str (event, "type", self->type[seq], sizeof self->type[seq]);
+        if (user_test_get (event, "actor")) {
+            user_test_str (event, "actor", self->actor[seq], sizeof self->actor[seq]);
+            cr_assert_str_not_empty (self->actor[seq], "seq %zu: an empty actor is absent",
+                                     (size_t)seq);
+        }
         char id[64];
         cr_assert_str_eq (user_test_str (data, "id", id, sizeof id), self->subject[seq],
                           "data.id is the subject");

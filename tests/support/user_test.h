@@ -38,6 +38,11 @@ mesh_reply_t
     user_test_call (mesh_client_t *client, const char *method, const msgpack_sbuffer *body,
                     const char *idem, int timeout_ms);
 
+//  user_test_call with the envelope's `actor` (NULL: none).
+mesh_reply_t user_test_call_as (mesh_client_t *client, const char *method,
+                                const msgpack_sbuffer *body, const char *idem, const char *actor,
+                                int timeout_ms);
+
 //  Initialise `buffer` with a map of string pairs: keys and values
 //  alternate, NULL-terminated. The caller destroys the buffer.
 void
@@ -70,13 +75,15 @@ const char *
     user_test_message (const mesh_reply_t *reply, char *out, size_t size);
 
 //  Events by seq, as seen by a subscriber or by events.list: for each seq
-//  1..capacity, how often it was seen and the subject (user id) and type
-//  of its first sighting.
+//  1..capacity, how often it was seen and the subject (user id), type and
+//  actor of its first sighting.
+#define USER_TEST_ACTOR_SIZE (MESH_ENVELOPE_MAX_ACTOR + 1)
 typedef struct {
     size_t capacity;            //  Highest seq tracked
     uint32_t *seen;             //  [seq] sightings
     char (*subject)[40];        //  [seq] user id
     char (*type)[16];           //  [seq] event type
+    char (*actor)[USER_TEST_ACTOR_SIZE]; //  [seq] actor attribute, "" when absent
     size_t beyond;              //  Events with seq 0 or above capacity
     size_t malformed;           //  Bodies that are not an event map
 } user_test_events_t;
@@ -89,7 +96,8 @@ void
     user_test_events_destroy (user_test_events_t **self_p);
 
 //  Record one event map (CloudEvents attributes + seq); checks the
-//  attributes every event must have.
+//  attributes every event must have, and that an `actor`, when present,
+//  is a non-empty string (none is absent, never empty).
 void
     user_test_events_add (user_test_events_t *self, const msgpack_object *event);
 

@@ -10,6 +10,7 @@
 #include "audit_store_memory.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 static audit_store_memory_t *s_store;
@@ -226,4 +227,57 @@ Test (audit_ingest, event_rules_and_time_parsing)
     cr_assert_eq (us, INT64_C (1795622400123456));
     cr_assert_eq (audit_time_parse ("2026-11-25 16:00:00Z", 20, &us), MESH_EINVAL);
     cr_assert_eq (audit_time_parse ("2026-11-25T16:00:00", 19, &us), MESH_EINVAL);
+}
+
+Test (audit_ingest, list_filters_by_actor)
+{
+    //  Events 1..6: the even ones asked for by ops-alice, 3 by ops-bob, the
+    //  rest by nobody named
+    audit_event_t events[6];
+    for (uint64_t seq = 1; seq <= 6; seq++) {
+        audit_event_fake (&events[seq - 1], seq);
+        snprintf (events[seq - 1].actor, sizeof events[seq - 1].actor, "%s",
+                  seq % 2 == 0 ? "ops-alice"
+                  : seq == 3   ? "ops-bob"
+                               : "");
+        cr_assert_null (audit_event_check (&events[seq - 1]));
+    }
+    audit_store_t *store = audit_store_memory_store (s_store);
+    size_t stored = 0;
+    cr_assert_eq (audit_store_append (store, 0, events, 6, &stored), 0);
+    cr_assert_eq (stored, 6);
+    for (size_t index = 0; index < 6; index++)
+        audit_event_clear (&events[index]);
+
+    const char *field, *why;
+    audit_page_t page;
+    audit_list_request_t request = {.actor = "ops-alice", .actor_len = 9};
+    cr_assert_eq (audit_list (store, &request, &page, &field, &why), 0);
+    cr_assert_eq (page.count, 3);
+    for (size_t index = 0; index < page.count; index++) {
+        cr_assert_eq (page.events[index].seq, 2 * (index + 1));
+        cr_assert_str_eq (page.events[index].actor, "ops-alice");
+    }
+    audit_events_free (page.events, page.count);
+    //  Exact match: a prefix is another actor
+    request = (audit_list_request_t){.actor = "ops-", .actor_len = 4};
+    cr_assert_eq (audit_list (store, &request, &page, &field, &why), 0);
+    cr_assert_eq (page.count, 0);
+    audit_events_free (page.events, page.count);
+
+    static const char *const bad[] = {"", "a\nb", "\xff"};
+    for (size_t index = 0; index < 3; index++) {
+        request = (audit_list_request_t){.actor = bad[index], .actor_len = strlen (bad[index])};
+        cr_assert_eq (audit_list (store, &request, &page, &field, &why), MESH_EINVAL, "%zu", index);
+        cr_assert_str_eq (field, "actor");
+    }
+    char too_long[AUDIT_ACTOR_MAX + 1];
+    memset (too_long, 'a', sizeof too_long);
+    request = (audit_list_request_t){.actor = too_long, .actor_len = sizeof too_long};
+    cr_assert_eq (audit_list (store, &request, &page, &field, &why), MESH_EINVAL);
+    cr_assert (audit_actor_valid (too_long, AUDIT_ACTOR_MAX));
+    cr_assert (audit_actor_valid ("jwt:Zoë", 8));
+    cr_assert_not (audit_actor_valid ("\xc2\x85", 2), "C1 control");
+    cr_assert_not (audit_actor_valid ("\xed\xa0\x80", 3), "surrogate");
+    cr_assert_not (audit_actor_valid ("\xf4\x90\x80\x80", 4), "above U+10FFFF");
 }

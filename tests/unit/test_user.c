@@ -625,3 +625,37 @@ Test (user, format_time_agrees_with_gmtime)
         cr_assert_str_eq (buffer, expected, "%" PRId64 " us", us);
     }
 }
+
+Test (user, actor_normalize_keeps_text_as_sent_and_refuses_the_rest)
+{
+    char out[USER_ACTOR_SIZE];
+    const char *why = NULL;
+    cr_assert_eq (user_actor_normalize ("", 0, out, sizeof out, &why), 0, "empty = none");
+    cr_assert_str_eq (out, "");
+    cr_assert_eq (user_actor_normalize (" Ops Alice ", 11, out, sizeof out, &why), 0);
+    cr_assert_str_eq (out, " Ops Alice ", "no trimming, no case change");
+    cr_assert_eq (user_actor_normalize ("jwt:Zoë", 8, out, sizeof out, &why), 0);
+    cr_assert_str_eq (out, "jwt:Zoë");
+    //  In place, as the other normalisers
+    char buffer[USER_ACTOR_SIZE] = "key:gateway";
+    cr_assert_eq (user_actor_normalize (buffer, 11, buffer, sizeof buffer, NULL), 0);
+    cr_assert_str_eq (buffer, "key:gateway");
+
+    strcpy (out, "untouched");
+    cr_assert_eq (user_actor_normalize ("a\tb", 3, out, sizeof out, &why), MESH_EINVAL);
+    cr_assert_str_eq (why, "actor must not contain control characters or line separators");
+    cr_assert_eq (user_actor_normalize ("a\xc2\x85"
+                                        "b",
+                                        4, out, sizeof out, &why),
+                  MESH_EINVAL, "C1 control (NEL)");
+    cr_assert_eq (user_actor_normalize ("\xed\xa0\x80", 3, out, sizeof out, &why), MESH_EINVAL);
+    cr_assert_str_eq (why, "actor must be valid UTF-8");
+    char too_long[USER_ACTOR_MAX + 1];
+    memset (too_long, 'a', sizeof too_long);
+    cr_assert_eq (user_actor_normalize (too_long, sizeof too_long, out, sizeof out, &why),
+                  MESH_EINVAL);
+    cr_assert_str_eq (why, "actor must be at most 256 bytes");
+    cr_assert_str_eq (out, "untouched", "out is not written on failure");
+    cr_assert_eq (user_actor_normalize (too_long, USER_ACTOR_MAX, out, sizeof out, &why), 0);
+    cr_assert_eq (strlen (out), USER_ACTOR_MAX);
+}

@@ -79,8 +79,8 @@ s_create (const char *name, const char *email)
 {
     user_t *user = NULL;
     const char *field, *why;
-    int rc = user_app_create (s_app, name, strlen (name), email, strlen (email), &user, &field,
-                              &why);
+    int rc = user_app_create (s_app, NULL, 0, name, strlen (name), email, strlen (email), &user,
+                              &field, &why);
     cr_assert_eq (rc, 0, "create %s: %d (%s: %s)", email, rc, field? field: "-",
                   why? why: "-");
     cr_assert_not_null (user);
@@ -145,9 +145,9 @@ Test (user_app, create_invalid_names_the_field)
     for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
         user_t *user = NULL;
         const char *field = NULL, *why = NULL;
-        int rc = user_app_create (s_app, cases[index].name, strlen (cases[index].name),
-                                  cases[index].email, strlen (cases[index].email), &user,
-                                  &field, &why);
+        int rc =
+            user_app_create (s_app, NULL, 0, cases[index].name, strlen (cases[index].name),
+                             cases[index].email, strlen (cases[index].email), &user, &field, &why);
         cr_assert_eq (rc, MESH_EINVAL, "case %zu", index);
         cr_assert_null (user);
         cr_assert_str_eq (field, cases[index].field, "case %zu", index);
@@ -156,8 +156,9 @@ Test (user_app, create_invalid_names_the_field)
     //  A name with an embedded NUL, passed by length.
     user_t *user = NULL;
     const char *field = NULL;
-    cr_assert_eq (user_app_create (s_app, "A\0B", 3, "a@example.com", 13, &user, &field, NULL),
-                  MESH_EINVAL);
+    cr_assert_eq (
+        user_app_create (s_app, NULL, 0, "A\0B", 3, "a@example.com", 13, &user, &field, NULL),
+        MESH_EINVAL);
     cr_assert_str_eq (field, "name");
     cr_assert_eq (s_events (), 0);
     cr_assert_eq (user_repo_memory_user_count (s_memory), 0);
@@ -168,8 +169,8 @@ Test (user_app, create_duplicate_email_conflicts_without_event)
     user_t *first = s_create ("Ada", "ada@example.com");
     user_t *second = NULL;
     const char *field = "unset", *why = "unset";
-    int rc = user_app_create (s_app, "Other Ada", 9, "ADA@example.com ", 16, &second, &field,
-                              &why);
+    int rc = user_app_create (s_app, NULL, 0, "Other Ada", 9, "ADA@example.com ", 16, &second,
+                              &field, &why);
     cr_assert_eq (rc, MESH_ECONFLICT);
     cr_assert_null (second);
     cr_assert_null (field);                         //  Cleared: not a validation error
@@ -215,8 +216,8 @@ Test (user_app, update_name_only_keeps_email_and_moves_updated_at)
     user_t *user = s_create ("Ada", "ada@example.com");
     user_t *updated = NULL;
     const char *field, *why;
-    int rc = user_app_update (s_app, user_id (user), USER_ID_LEN, " Ada King ", 10, NULL, 0,
-                              &updated, &field, &why);
+    int rc = user_app_update (s_app, NULL, 0, user_id (user), USER_ID_LEN, " Ada King ", 10, NULL,
+                              0, &updated, &field, &why);
     cr_assert_eq (rc, 0);
     cr_assert_str_eq (user_id (updated), user_id (user));
     cr_assert_str_eq (user_name (updated), "Ada King");
@@ -241,8 +242,8 @@ Test (user_app, update_name_only_keeps_email_and_moves_updated_at)
     user_destroy (&updated);
 
     //  Email only, normalised; the name stays.
-    rc = user_app_update (s_app, user_id (user), USER_ID_LEN, NULL, 0, "KING@example.com", 16,
-                          &updated, &field, &why);
+    rc = user_app_update (s_app, NULL, 0, user_id (user), USER_ID_LEN, NULL, 0, "KING@example.com",
+                          16, &updated, &field, &why);
     cr_assert_eq (rc, 0);
     cr_assert_str_eq (user_name (updated), "Ada King");
     cr_assert_str_eq (user_email (updated), "king@example.com");
@@ -257,21 +258,26 @@ Test (user_app, update_validation)
     user_t *updated = NULL;
     const char *field = NULL, *why = NULL;
 
-    cr_assert_eq (user_app_update (s_app, user_id (user), USER_ID_LEN, NULL, 0, NULL, 0,
-                                   &updated, &field, &why), MESH_EINVAL);
+    cr_assert_eq (user_app_update (s_app, NULL, 0, user_id (user), USER_ID_LEN, NULL, 0, NULL, 0,
+                                   &updated, &field, &why),
+                  MESH_EINVAL);
     cr_assert_str_eq (field, "name");
     cr_assert_not_null (why);
-    cr_assert_eq (user_app_update (s_app, user_id (user), USER_ID_LEN, "", 0, NULL, 0,
-                                   &updated, &field, &why), MESH_EINVAL);
-    cr_assert_str_eq (field, "name");
-    cr_assert_eq (user_app_update (s_app, user_id (user), USER_ID_LEN, NULL, 0, "x", 1,
-                                   &updated, &field, &why), MESH_EINVAL);
-    cr_assert_str_eq (field, "email");
-    cr_assert_eq (user_app_update (s_app, "nope", 4, "Bob", 3, NULL, 0, &updated, &field, &why),
+    cr_assert_eq (user_app_update (s_app, NULL, 0, user_id (user), USER_ID_LEN, "", 0, NULL, 0,
+                                   &updated, &field, &why),
                   MESH_EINVAL);
+    cr_assert_str_eq (field, "name");
+    cr_assert_eq (user_app_update (s_app, NULL, 0, user_id (user), USER_ID_LEN, NULL, 0, "x", 1,
+                                   &updated, &field, &why),
+                  MESH_EINVAL);
+    cr_assert_str_eq (field, "email");
+    cr_assert_eq (
+        user_app_update (s_app, NULL, 0, "nope", 4, "Bob", 3, NULL, 0, &updated, &field, &why),
+        MESH_EINVAL);
     cr_assert_str_eq (field, "id");
-    cr_assert_eq (user_app_update (s_app, s_id (99), USER_ID_LEN, "Bob", 3, NULL, 0, &updated,
-                                   &field, &why), MESH_ENOTFOUND);
+    cr_assert_eq (user_app_update (s_app, NULL, 0, s_id (99), USER_ID_LEN, "Bob", 3, NULL, 0,
+                                   &updated, &field, &why),
+                  MESH_ENOTFOUND);
     cr_assert_null (updated);
     cr_assert_eq (s_events (), 1);
     user_destroy (&user);
@@ -282,8 +288,9 @@ Test (user_app, update_to_taken_email_conflicts_without_event)
     user_t *ada = s_create ("Ada", "ada@example.com");
     user_t *bob = s_create ("Bob", "bob@example.com");
     user_t *updated = NULL;
-    cr_assert_eq (user_app_update (s_app, user_id (bob), USER_ID_LEN, NULL, 0, "Ada@Example.com",
-                                   15, &updated, NULL, NULL), MESH_ECONFLICT);
+    cr_assert_eq (user_app_update (s_app, NULL, 0, user_id (bob), USER_ID_LEN, NULL, 0,
+                                   "Ada@Example.com", 15, &updated, NULL, NULL),
+                  MESH_ECONFLICT);
     cr_assert_null (updated);
     cr_assert_eq (s_events (), 2);
     user_t *stored = NULL;
@@ -292,8 +299,9 @@ Test (user_app, update_to_taken_email_conflicts_without_event)
     user_destroy (&stored);
 
     //  Keeping one's own email is no conflict.
-    cr_assert_eq (user_app_update (s_app, user_id (bob), USER_ID_LEN, "Bob", 3,
-                                   "bob@example.com", 15, &updated, NULL, NULL), 0);
+    cr_assert_eq (user_app_update (s_app, NULL, 0, user_id (bob), USER_ID_LEN, "Bob", 3,
+                                   "bob@example.com", 15, &updated, NULL, NULL),
+                  0);
     user_destroy (&updated);
     user_destroy (&ada);
     user_destroy (&bob);
@@ -305,7 +313,7 @@ Test (user_app, delete_writes_event_then_get_not_found)
 {
     user_t *user = s_create ("Ada", "ada@example.com");
     const char *field = NULL;
-    cr_assert_eq (user_app_delete (s_app, user_id (user), USER_ID_LEN, &field, NULL), 0);
+    cr_assert_eq (user_app_delete (s_app, NULL, 0, user_id (user), USER_ID_LEN, &field, NULL), 0);
     cr_assert_null (field);
     cr_assert_eq (s_events (), 2);
     const user_event_t *event = s_event (1);
@@ -317,9 +325,9 @@ Test (user_app, delete_writes_event_then_get_not_found)
     user_t *found = NULL;
     cr_assert_eq (user_app_get (s_app, user_id (user), USER_ID_LEN, &found, NULL, NULL),
                   MESH_ENOTFOUND);
-    cr_assert_eq (user_app_delete (s_app, user_id (user), USER_ID_LEN, NULL, NULL),
+    cr_assert_eq (user_app_delete (s_app, NULL, 0, user_id (user), USER_ID_LEN, NULL, NULL),
                   MESH_ENOTFOUND);
-    cr_assert_eq (user_app_delete (s_app, "x", 1, &field, NULL), MESH_EINVAL);
+    cr_assert_eq (user_app_delete (s_app, NULL, 0, "x", 1, &field, NULL), MESH_EINVAL);
     cr_assert_str_eq (field, "id");
     cr_assert_eq (s_events (), 2);
 
@@ -382,7 +390,7 @@ Test (user_app, list_pages_by_keyset)
     user_page_destroy (&page);
 
     //  A cursor that is no user's id (say, deleted since) still works.
-    cr_assert_eq (user_app_delete (s_app, ids[4], USER_ID_LEN, NULL, NULL), 0);
+    cr_assert_eq (user_app_delete (s_app, NULL, 0, ids[4], USER_ID_LEN, NULL, NULL), 0);
     page = s_page (ids[4], 3);
     cr_assert_eq (user_page_count (page), 2);
     cr_assert_str_eq (user_id (user_page_item (page, 0)), ids[5]);
@@ -451,14 +459,16 @@ Test (user_app, store_down_is_unavailable_for_every_use_case)
 
     user_t *out = NULL;
     const char *field = "unset";
-    cr_assert_eq (user_app_create (s_app, "Bob", 3, "bob@example.com", 15, &out, &field, NULL),
-                  MESH_EUNAVAIL);
+    cr_assert_eq (
+        user_app_create (s_app, NULL, 0, "Bob", 3, "bob@example.com", 15, &out, &field, NULL),
+        MESH_EUNAVAIL);
     cr_assert_null (field);
     cr_assert_eq (user_app_get (s_app, user_id (user), USER_ID_LEN, &out, NULL, NULL),
                   MESH_EUNAVAIL);
-    cr_assert_eq (user_app_update (s_app, user_id (user), USER_ID_LEN, "Bob", 3, NULL, 0, &out,
-                                   NULL, NULL), MESH_EUNAVAIL);
-    cr_assert_eq (user_app_delete (s_app, user_id (user), USER_ID_LEN, NULL, NULL),
+    cr_assert_eq (user_app_update (s_app, NULL, 0, user_id (user), USER_ID_LEN, "Bob", 3, NULL, 0,
+                                   &out, NULL, NULL),
+                  MESH_EUNAVAIL);
+    cr_assert_eq (user_app_delete (s_app, NULL, 0, user_id (user), USER_ID_LEN, NULL, NULL),
                   MESH_EUNAVAIL);
     user_page_t *page = NULL;
     cr_assert_eq (user_app_list (s_app, NULL, 0, NULL, &page, NULL, NULL), MESH_EUNAVAIL);
@@ -479,8 +489,9 @@ Test (user_app, failed_transaction_leaves_neither_user_nor_event)
 {
     user_t *user = NULL;
     user_repo_memory_fail_next (s_memory, MESH_EIO);
-    cr_assert_eq (user_app_create (s_app, "Ada", 3, "ada@example.com", 15, &user, NULL, NULL),
-                  MESH_EIO);
+    cr_assert_eq (
+        user_app_create (s_app, NULL, 0, "Ada", 3, "ada@example.com", 15, &user, NULL, NULL),
+        MESH_EIO);
     cr_assert_null (user);
     cr_assert_eq (user_repo_memory_user_count (s_memory), 0);
     cr_assert_eq (s_events (), 0);
@@ -495,8 +506,9 @@ Test (user_app, failed_transaction_leaves_neither_user_nor_event)
     //  A failed update keeps the old state and writes no event.
     user_t *updated = NULL;
     user_repo_memory_fail_next (s_memory, MESH_EUNAVAIL);
-    cr_assert_eq (user_app_update (s_app, user_id (user), USER_ID_LEN, "Bob", 3, NULL, 0,
-                                   &updated, NULL, NULL), MESH_EUNAVAIL);
+    cr_assert_eq (user_app_update (s_app, NULL, 0, user_id (user), USER_ID_LEN, "Bob", 3, NULL, 0,
+                                   &updated, NULL, NULL),
+                  MESH_EUNAVAIL);
     cr_assert_null (updated);
     cr_assert_eq (user_app_get (s_app, user_id (user), USER_ID_LEN, &found, NULL, NULL), 0);
     cr_assert_str_eq (user_name (found), "Ada");
@@ -506,7 +518,8 @@ Test (user_app, failed_transaction_leaves_neither_user_nor_event)
 
     //  A failed delete keeps the user and writes no event.
     user_repo_memory_fail_next (s_memory, MESH_EIO);
-    cr_assert_eq (user_app_delete (s_app, user_id (user), USER_ID_LEN, NULL, NULL), MESH_EIO);
+    cr_assert_eq (user_app_delete (s_app, NULL, 0, user_id (user), USER_ID_LEN, NULL, NULL),
+                  MESH_EIO);
     cr_assert_eq (user_app_get (s_app, user_id (user), USER_ID_LEN, &found, NULL, NULL), 0);
     user_destroy (&found);
     cr_assert_eq (s_events (), 1);
@@ -563,7 +576,7 @@ Test (user_app, events_in_order_with_bounds)
 {
     user_t *ada = s_create ("Ada", "ada@example.com");
     user_t *bob = s_create ("Bob", "bob@example.com");
-    cr_assert_eq (user_app_delete (s_app, user_id (ada), USER_ID_LEN, NULL, NULL), 0);
+    cr_assert_eq (user_app_delete (s_app, NULL, 0, user_id (ada), USER_ID_LEN, NULL, NULL), 0);
     user_stored_event_t *events = NULL;
     size_t count = 0;
     int64_t after = 0, limit = 2;
@@ -647,4 +660,116 @@ Test (user_app, idempotency_unit_keeps_or_undoes_the_change)
                   MESH_EINVAL);
     user_destroy (&ada);
     user_destroy (&bob);
+}
+
+//  --- Actor ----------------------------------------------------------------
+
+Test (user_app, actor_of_each_change_reaches_its_outbox_event)
+{
+    static const char actor[] = "ops-alice";
+    user_t *user = NULL, *updated = NULL;
+    const char *field = "unset";
+    cr_assert_eq (user_app_create (s_app, actor, strlen (actor), "Ada", 3, "ada@example.com", 15,
+                                   &user, &field, NULL),
+                  0);
+    cr_assert_null (field);
+    cr_assert_eq (user_app_update (s_app, actor, strlen (actor), user_id (user), USER_ID_LEN,
+                                   "Ada King", 8, NULL, 0, &updated, NULL, NULL),
+                  0);
+    cr_assert_eq (
+        user_app_delete (s_app, actor, strlen (actor), user_id (user), USER_ID_LEN, NULL, NULL), 0);
+    cr_assert_eq (s_events (), 3);
+    static const char *const types[] = {USER_EVENT_CREATED, USER_EVENT_UPDATED, USER_EVENT_DELETED};
+    for (size_t index = 0; index < 3; index++) {
+        cr_assert_str_eq (s_event (index)->type, types[index]);
+        cr_assert_str_eq (s_event (index)->actor, actor, "event %zu", index);
+    }
+    //  And events.list hands it on
+    int64_t after = 0;
+    user_stored_event_t *events = NULL;
+    size_t count = 0;
+    cr_assert_eq (user_app_events (s_app, &after, NULL, &events, &count, NULL, NULL), 0);
+    cr_assert_eq (count, 3);
+    for (size_t index = 0; index < count; index++)
+        cr_assert_str_eq (events[index].actor, actor);
+    user_stored_events_free (events, count);
+    user_destroy (&user);
+    user_destroy (&updated);
+}
+
+Test (user_app, change_without_actor_has_none)
+{
+    //  NULL and an empty actor both mean none
+    user_t *user = s_create ("Ada", "ada@example.com");
+    user_t *updated = NULL;
+    cr_assert_eq (user_app_update (s_app, "", 0, user_id (user), USER_ID_LEN, "Bob", 3, NULL, 0,
+                                   &updated, NULL, NULL),
+                  0);
+    cr_assert_eq (s_events (), 2);
+    cr_assert_str_eq (s_event (0)->actor, "");
+    cr_assert_str_eq (s_event (1)->actor, "");
+    user_destroy (&user);
+    user_destroy (&updated);
+}
+
+Test (user_app, actor_is_kept_verbatim_up_to_256_bytes)
+{
+    //  Quotes, semicolons, comment dashes, backslashes and non-ASCII: data
+    //  like any other, stored exactly as sent
+    static const char sql[] = "x'); DROP TABLE users; -- \\ \"ops\" Łódź";
+    user_t *user = NULL;
+    cr_assert_eq (user_app_create (s_app, sql, strlen (sql), "Ada", 3, "ada@example.com", 15, &user,
+                                   NULL, NULL),
+                  0);
+    cr_assert_str_eq (s_event (0)->actor, sql);
+    user_destroy (&user);
+
+    char longest[USER_ACTOR_MAX + 1];
+    memset (longest, 'a', USER_ACTOR_MAX);
+    longest[USER_ACTOR_MAX] = '\0';
+    cr_assert_eq (user_app_create (s_app, longest, USER_ACTOR_MAX, "Bob", 3, "bob@example.com", 15,
+                                   &user, NULL, NULL),
+                  0);
+    cr_assert_str_eq (s_event (1)->actor, longest);
+    user_destroy (&user);
+}
+
+Test (user_app, bad_actor_is_invalid_and_changes_nothing)
+{
+    user_t *user = s_create ("Ada", "ada@example.com");
+    char too_long[USER_ACTOR_MAX + 1];
+    memset (too_long, 'a', sizeof too_long);
+    const struct {
+        const char *actor;
+        size_t len;
+    } cases[] = {
+        {"ops\nalice", 9},       //  A forged log line
+        {"ops\0alice", 9},       //  NUL
+        {"ops\x1b[2Jalice", 11}, //  Terminal escape
+        {"\xc3\x28", 2},         //  Not UTF-8
+        {"ops\xe2\x80\xa8x", 7}, //  U+2028
+        {too_long, sizeof too_long},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        user_t *out = NULL;
+        const char *field = NULL, *why = NULL;
+        cr_assert_eq (user_app_create (s_app, cases[index].actor, cases[index].len, "Bob", 3,
+                                       "bob@example.com", 15, &out, &field, &why),
+                      MESH_EINVAL, "case %zu", index);
+        cr_assert_str_eq (field, "actor");
+        cr_assert_not_null (why);
+        field = NULL;
+        cr_assert_eq (user_app_update (s_app, cases[index].actor, cases[index].len, user_id (user),
+                                       USER_ID_LEN, "Bob", 3, NULL, 0, &out, &field, NULL),
+                      MESH_EINVAL);
+        cr_assert_str_eq (field, "actor");
+        field = NULL;
+        cr_assert_eq (user_app_delete (s_app, cases[index].actor, cases[index].len, user_id (user),
+                                       USER_ID_LEN, &field, NULL),
+                      MESH_EINVAL);
+        cr_assert_str_eq (field, "actor");
+    }
+    cr_assert_eq (s_events (), 1);
+    cr_assert_eq (user_repo_memory_user_count (s_memory), 1);
+    user_destroy (&user);
 }

@@ -23,6 +23,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "timeout", NULL, NULL, "ms: reply deadline (5000 if unset); events: silence => exit 3" },
     { "id", NULL, NULL, "call: request id (default: a unique one)" },
     { "idem", NULL, NULL, "call: idempotency key (envelope idem)" },
+    { "actor", NULL, NULL, "call: who asks (envelope actor; with CURVE the broker checks it)" },
     { "pretty", NULL, "false", "call, services --json: indented JSON (a switch)" },
     { "json", NULL, "false", "services: JSON instead of a table (a switch)" },
     { "count", NULL, NULL, "events: exit 0 after this many (malformed ones not counted)" },
@@ -51,6 +52,7 @@ static const char s_summary[] =
     "\n"
     "examples:\n"
     "  meshctl call user user.get '{\"id\":\"0b6f...\"}' --pretty\n"
+    "  meshctl call user user.delete '{\"id\":\"0b6f...\"}' --actor ops-alice\n"
     "  meshctl events user. --count 10";
 
 //  --------------------------------------------------------------------------
@@ -124,6 +126,7 @@ s_read_opts (mesh_cfg_t *cfg, meshctl_opts_t *opts)
     opts->events = mesh_cfg_get (cfg, "events");
     opts->id = mesh_cfg_get (cfg, "id");
     opts->idem = mesh_cfg_get (cfg, "idem");
+    opts->actor = mesh_cfg_get (cfg, "actor");
     opts->timeout_ms = -1;
     long number;
     if (mesh_cfg_get (cfg, "timeout")) {

@@ -33,6 +33,7 @@ typedef struct {
     int timeout_ms;             //  --timeout, or -1 when not given
     const char *id;             //  Request id, or NULL to generate
     const char *idem;           //  Idempotency key, or NULL
+    const char *actor;          //  Envelope actor, or NULL
     bool pretty;                //  Indented JSON output
     bool json;                  //  `services`: JSON instead of a table
     long count;                 //  `events`: stop after this many, 0 = never

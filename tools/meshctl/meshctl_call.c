@@ -59,6 +59,10 @@ s_check_args (const meshctl_opts_t *opts, const char *service, const char *metho
         fprintf (stderr, "meshctl: --id must be 1 to %d bytes\n", MESH_ENVELOPE_MAX_ID);
         return MESHCTL_EXIT_USAGE;
     }
+    if (opts->actor && (!*opts->actor || strlen (opts->actor) > MESH_ENVELOPE_MAX_ACTOR)) {
+        fprintf (stderr, "meshctl: --actor must be 1 to %d bytes\n", MESH_ENVELOPE_MAX_ACTOR);
+        return MESHCTL_EXIT_USAGE;
+    }
     return 0;
 }
 
@@ -137,6 +141,7 @@ meshctl_call (const meshctl_opts_t *opts, const char *service, const char *metho
         .timeout_ms = meshctl_reply_timeout_ms (opts),
         .id = opts->id,
         .idem = opts->idem,
+        .actor = opts->actor,
     };
     mesh_reply_t reply;
     rc = mesh_client_call (client, &call, &reply);

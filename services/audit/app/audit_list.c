@@ -16,6 +16,7 @@ audit_list (audit_store_t *store, const audit_list_request_t *request, audit_pag
     *field = *why = NULL;
     char user_id[AUDIT_UUID_SIZE];
     char type[AUDIT_TYPE_SIZE];
+    char actor[AUDIT_ACTOR_SIZE];
     audit_query_t query = { .limit = AUDIT_LIST_DEFAULT };
     if (request->user_id) {
         if (!audit_uuid_valid (request->user_id, request->user_id_len)) {
@@ -36,6 +37,16 @@ audit_list (audit_store_t *store, const audit_list_request_t *request, audit_pag
         memcpy (type, request->type, request->type_len);
         type[request->type_len] = '\0';
         query.type = type;
+    }
+    if (request->actor) {
+        if (!audit_actor_valid (request->actor, request->actor_len)) {
+            *field = "actor";
+            *why = "must be 1 to 256 bytes of UTF-8 text without control characters";
+            return MESH_EINVAL;
+        }
+        memcpy (actor, request->actor, request->actor_len);
+        actor[request->actor_len] = '\0';
+        query.actor = actor;
     }
     if (request->after) {
         if (*request->after < 0) {

@@ -23,6 +23,8 @@ typedef struct {
     size_t user_id_len;
     const char *type;               //  Filter: one event type
     size_t type_len;
+    const char *actor; //  Filter: the changes one actor asked for
+    size_t actor_len;
     const int64_t *after;           //  Seq to start after (cursor of the last page)
     const int64_t *limit;           //  1..AUDIT_LIST_MAX
 } audit_list_request_t;
@@ -36,7 +38,7 @@ typedef struct {
 } audit_page_t;
 
 //  Fill *page. Returns 0; MESH_EINVAL with *field ("user_id", "type",
-//  "after", "limit") and *why (a static sentence); or the store's error.
+//  "actor", "after", "limit") and *why (a static sentence); or the store's error.
 int
     audit_list (audit_store_t *store, const audit_list_request_t *request, audit_page_t *page,
                 const char **field, const char **why);

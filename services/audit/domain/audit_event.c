@@ -46,6 +46,47 @@ audit_uuid_valid (const char *text, size_t len)
     return true;
 }
 
+//  Length of the well-formed UTF-8 sequence at `bytes` (`len` > 0 bytes),
+//  1 to 4, or 0 (Unicode table 3-7: no overlongs, surrogates, values above
+//  U+10FFFF, stray or missing continuation bytes). Control characters (C0,
+//  DEL, C1) count as not well-formed here: an actor is printable text.
+static size_t
+s_utf8_text (const unsigned char *bytes, size_t len)
+{
+    unsigned int lead = bytes[0];
+    if (lead < 0x80)
+        return lead >= 0x20 && lead != 0x7f ? 1 : 0;
+    //  Each lead byte: the sequence's length and the range of its second byte
+    size_t size = lead >= 0xc2 && lead <= 0xdf   ? 2
+                  : lead >= 0xe0 && lead <= 0xef ? 3
+                  : lead >= 0xf0 && lead <= 0xf4 ? 4
+                                                 : 0;
+    unsigned int low = lead == 0xe0 ? 0xa0 : lead == 0xf0 ? 0x90 : 0x80;
+    unsigned int high = lead == 0xed ? 0x9f : lead == 0xf4 ? 0x8f : 0xbf;
+    if (size == 0 || len < size || bytes[1] < low || bytes[1] > high)
+        return 0;
+    for (size_t index = 2; index < size; index++)
+        if ((bytes[index] & 0xc0u) != 0x80)
+            return 0;
+    if (lead == 0xc2 && bytes[1] <= 0x9f)
+        return 0; //  U+0080..U+009F: C1 controls
+    return size;
+}
+
+bool
+audit_actor_valid (const char *text, size_t len)
+{
+    if (len == 0 || len > AUDIT_ACTOR_MAX)
+        return false;
+    for (size_t at = 0; at < len;) {
+        size_t size = s_utf8_text ((const unsigned char *)text + at, len - at);
+        if (size == 0)
+            return false;
+        at += size;
+    }
+    return true;
+}
+
 const char *
 audit_event_check (const audit_event_t *self)
 {
@@ -61,6 +102,8 @@ audit_event_check (const audit_event_t *self)
         return "time must be an RFC 3339 UTC time";
     if (!self->data)
         return "data must be present";
+    if (self->actor[0] && !audit_actor_valid (self->actor, strlen (self->actor)))
+        return "actor must be printable UTF-8 text";
     return NULL;
 }
 

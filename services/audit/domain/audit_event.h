@@ -21,6 +21,8 @@
 #define AUDIT_TYPE_SIZE 16          //  Longest known type + NUL, rounded up
 #define AUDIT_TIME_SIZE 40          //  RFC 3339 with fractions, + NUL
 #define AUDIT_TRACE_SIZE 64         //  A W3C traceparent is 55 characters
+#define AUDIT_ACTOR_MAX 256         //  Bytes of an actor (the envelope's limit)
+#define AUDIT_ACTOR_SIZE (AUDIT_ACTOR_MAX + 1)
 
 typedef struct {
     uint64_t seq;                       //  Given by the user service's relay, from 1
@@ -29,6 +31,7 @@ typedef struct {
     char subject[AUDIT_UUID_SIZE];      //  User id
     char time[AUDIT_TIME_SIZE];         //  When the change happened (RFC 3339)
     char trace[AUDIT_TRACE_SIZE];       //  traceparent, or ""
+    char actor[AUDIT_ACTOR_SIZE];       //  Who asked for the change, or "" when none
     char *data;                         //  The user as JSON text; owned
     int64_t time_us;                    //  `time` in unix microseconds
     int64_t received_us;                //  When the audit log stored it; 0 = not yet
@@ -52,10 +55,15 @@ bool
 bool
     audit_uuid_valid (const char *text, size_t len);
 
+//  True when `text` (`len` bytes) can be an actor: 1 to AUDIT_ACTOR_MAX
+//  bytes of well-formed UTF-8 without control characters (the user
+//  service writes no other kind).
+bool audit_actor_valid (const char *text, size_t len);
+
 //  Check an event's fields: seq > 0, id and subject canonical UUIDs, a
 //  known type, a time that parsed (time_us set by the decoder), data
-//  present. Returns NULL when valid, else a static sentence naming the
-//  first field that is not.
+//  present, and an actor that is empty or audit_actor_valid. Returns NULL when valid, else a static
+//  sentence naming the first field that is not.
 const char *
     audit_event_check (const audit_event_t *self);
 

@@ -26,10 +26,11 @@ audit_events_free (audit_event_t *events, size_t count)
 }
 
 //  A page request of audit.list: events in seq order after `after`,
-//  optionally only those of one user and/or one type.
+//  optionally only those of one user, one type and/or one actor.
 typedef struct {
     const char *user_id;        //  NULL, or a canonical UUID
     const char *type;           //  NULL, or a known type
+    const char *actor;          //  NULL, or an actor (audit_actor_valid), matched exactly
     uint64_t after;             //  Seq to start after; 0 = from the first
     size_t limit;               //  Events at most
 } audit_query_t;

@@ -71,6 +71,10 @@ audit_codec_event (const msgpack_object *map, audit_event_t *event)
     else if (s_lookup (map, "trace")
              && !s_string (map, "trace", event->trace, sizeof event->trace))
         why = "trace must be a string";
+    //  The extension attribute of events written with an actor; absent on
+    //  the others (and on every event of a user service before it)
+    else if (s_lookup (map, "actor") && !s_string (map, "actor", event->actor, sizeof event->actor))
+        why = "actor must be a string of at most 256 bytes";
     if (!why) {
         event->seq = seq->via.u64;
         json_t *json = mesh_msgpack_to_json (data, 0);
@@ -87,7 +91,7 @@ void
 audit_codec_pack_entry (msgpack_packer *packer, const audit_event_t *event)
 {
     bool traced = event->trace[0] != '\0';
-    msgpack_pack_map (packer, traced ? 8 : 7);
+    msgpack_pack_map (packer, traced ? 9 : 8);
     mesh_pack_cstr (packer, "id");
     mesh_pack_cstr (packer, event->id);
     mesh_pack_cstr (packer, "seq");
@@ -107,6 +111,13 @@ audit_codec_pack_entry (msgpack_packer *packer, const audit_event_t *event)
         mesh_pack_cstr (packer, "trace");
         mesh_pack_cstr (packer, event->trace);
     }
+    //  Always there, nil when nobody was named: "who did it" is a question
+    //  every entry answers, if only with "not known"
+    mesh_pack_cstr (packer, "actor");
+    if (event->actor[0])
+        mesh_pack_cstr (packer, event->actor);
+    else
+        msgpack_pack_nil (packer);
     mesh_pack_cstr (packer, "received_at");
     char received[64];
     time_t seconds = (time_t) (event->received_us / 1000000);
@@ -163,8 +174,10 @@ audit_codec_list (audit_store_t *store, const msgpack_object *body, msgpack_pack
         return MESH_EINVAL;
     }
     audit_list_request_t request = {0};
-    const char *const strings[] = {"user_id", "type"};
-    for (int index = 0; index < 2; index++) {
+    const char *const strings[] = {"user_id", "type", "actor"};
+    const char **string_ptrs[] = {&request.user_id, &request.type, &request.actor};
+    size_t *string_lens[] = {&request.user_id_len, &request.type_len, &request.actor_len};
+    for (int index = 0; index < 3; index++) {
         const msgpack_object *value = s_lookup (body, strings[index]);
         if (!value)
             continue;
@@ -172,14 +185,8 @@ audit_codec_list (audit_store_t *store, const msgpack_object *body, msgpack_pack
             snprintf (message, message_size, "field '%s' must be a string", strings[index]);
             return MESH_EINVAL;
         }
-        if (index == 0) {
-            request.user_id = value->via.str.ptr;
-            request.user_id_len = value->via.str.size;
-        }
-        else {
-            request.type = value->via.str.ptr;
-            request.type_len = value->via.str.size;
-        }
+        *string_ptrs[index] = value->via.str.ptr;
+        *string_lens[index] = value->via.str.size;
     }
     int64_t after = 0, limit = 0;
     const char *const integers[] = {"after", "limit"};

@@ -44,8 +44,22 @@ static const char *const s_migration_1[] = {
     NULL
 };
 
+//  Migration 2: who asked for each change.
+static const char *const s_migration_2[] = {
+    //  The event's `actor` extension attribute: who asked the user service
+    //  for the change (a bus key's name, an HTTP caller's token subject or
+    //  API key name). NULL when the event names none, and for the events
+    //  stored before this migration. Nullable without a default: adding it
+    //  rewrites no row. The index serves audit.list by actor in seq order;
+    //  partial, so events without an actor cost it nothing.
+    "ALTER TABLE audit_events ADD COLUMN IF NOT EXISTS actor text",
+    "CREATE INDEX IF NOT EXISTS audit_events_actor_seq_idx ON audit_events (actor, seq)"
+    " WHERE actor IS NOT NULL",
+    NULL};
+
 static const mesh_pg_migration_t s_migrations[] = {
-    { 1, "audit log and cursor", s_migration_1 },
+    {1, "audit log and cursor", s_migration_1},
+    {2, "audit actor", s_migration_2},
 };
 #define S_MIGRATION_COUNT ((int) (sizeof s_migrations / sizeof s_migrations[0]))
 

@@ -31,19 +31,22 @@ static const struct {
     //  $1 the events (jsonb array), $2 the cursor expected, $3 the new one
     [S_APPEND] = { "audit_append",
         "WITH moved AS (UPDATE audit_cursor SET seq = $3::int8 WHERE seq = $2::int8 RETURNING 1),"
-        " stored AS (INSERT INTO audit_events (event_id, seq, type, subject, time, data, trace)"
+        " stored AS (INSERT INTO audit_events"
+        "     (event_id, seq, type, subject, time, data, trace, actor)"
         "   SELECT (e->>'id')::uuid, (e->>'seq')::int8, e->>'type', (e->>'subject')::uuid,"
-        "     (e->>'time')::timestamptz, e->'data', NULLIF(e->>'trace', '')"
+        "     (e->>'time')::timestamptz, e->'data', NULLIF(e->>'trace', ''),"
+        "     NULLIF(e->>'actor', '')"
         "   FROM jsonb_array_elements($1::jsonb) e WHERE EXISTS (SELECT 1 FROM moved)"
         "   ON CONFLICT DO NOTHING RETURNING 1)"
         " SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM stored)" },
-    //  $1 after, $2 user or NULL, $3 type or NULL, $4 limit
+    //  $1 after, $2 user or NULL, $3 type or NULL, $4 limit, $5 actor or NULL
     [S_LIST] = { "audit_list",
         "SELECT seq, event_id::text, type, subject::text, " S_TIME_TEXT ("time") ","
         " data::text, coalesce(trace, ''), (extract(epoch FROM time) * 1000000)::int8,"
-        " (extract(epoch FROM received_at) * 1000000)::int8"
+        " (extract(epoch FROM received_at) * 1000000)::int8, coalesce(actor, '')"
         " FROM audit_events WHERE seq > $1::int8"
         " AND ($2::uuid IS NULL OR subject = $2::uuid) AND ($3::text IS NULL OR type = $3::text)"
+        " AND ($5::text IS NULL OR actor = $5::text)"
         " ORDER BY seq LIMIT $4::int8" },
 };
 // clang-format on
@@ -123,32 +126,45 @@ s_cursor (audit_store_t *base, uint64_t *seq)
     return rc;
 }
 
+//  `text` as a JSON string (fresh; free it), or NULL when jansson will not
+//  have it (not UTF-8: audit_event_check lets no such actor through).
+static char *
+s_json_string (const char *text)
+{
+    json_t *string = json_string (text);
+    char *dumped = string ? json_dumps (string, JSON_ENCODE_ANY) : NULL;
+    json_decref (string);
+    return dumped;
+}
+
 //  The events as a JSON array text (fresh; free it). Built by hand rather
 //  than through jansson: data is already JSON text (the decoder made it)
 //  and is embedded as it is, with no parse and dump per event; ids, type
 //  and time passed audit_event_check and hold no character JSON escapes;
-//  only trace, any text, goes through jansson's escaping.
+//  only trace and actor, any text, go through jansson's escaping.
 static char *
 s_events_json (const audit_event_t *events, size_t count)
 {
     size_t size = 2;
     for (size_t index = 0; index < count; index++)
-        size += strlen (events[index].data) + 6 * sizeof events[index].trace + 256;
+        size += strlen (events[index].data) + 6 * sizeof events[index].trace +
+                6 * sizeof events[index].actor + 256;
     char *text = mesh_alloc (size);
     size_t used = 0;
     text[used++] = '[';
     for (size_t index = 0; index < count; index++) {
         const audit_event_t *event = &events[index];
-        json_t *trace = json_string (event->trace);
-        char *trace_json = trace ? json_dumps (trace, JSON_ENCODE_ANY) : NULL;
-        json_decref (trace);
+        char *trace_json = s_json_string (event->trace);
+        char *actor_json = s_json_string (event->actor);
         int written = snprintf (text + used, size - used,
                                 "%s{\"id\":\"%s\",\"seq\":%" PRIu64 ",\"type\":\"%s\","
-                                "\"subject\":\"%s\",\"time\":\"%s\",\"trace\":%s,\"data\":%s}",
+                                "\"subject\":\"%s\",\"time\":\"%s\",\"trace\":%s,\"actor\":%s,"
+                                "\"data\":%s}",
                                 index ? "," : "", event->id, event->seq, event->type,
                                 event->subject, event->time, trace_json ? trace_json : "\"\"",
-                                event->data);
+                                actor_json ? actor_json : "\"\"", event->data);
         free (trace_json);
+        free (actor_json);
         if (written < 0 || (size_t) written >= size - used) {
             free (text);
             return NULL;
@@ -204,9 +220,9 @@ s_list (audit_store_t *base, const audit_query_t *query, audit_event_t **events_
     char after[24], limit[24];
     snprintf (after, sizeof after, "%" PRIu64, query->after);
     snprintf (limit, sizeof limit, "%zu", query->limit);
-    const char *values[4] = {after, query->user_id, query->type, limit};
-    PGresult *result = PQexecPrepared (self->conn, s_statements[S_LIST].name, 4, values, NULL,
-                                       NULL, 0);
+    const char *values[5] = {after, query->user_id, query->type, limit, query->actor};
+    PGresult *result =
+        PQexecPrepared (self->conn, s_statements[S_LIST].name, 5, values, NULL, NULL, 0);
     if (PQresultStatus (result) != PGRES_TUPLES_OK) {
         rc = s_failure (self, result, "list");
         PQclear (result);
@@ -227,6 +243,7 @@ s_list (audit_store_t *base, const audit_query_t *query, audit_event_t **events_
         snprintf (event->trace, sizeof event->trace, "%s", PQgetvalue (result, r, 6));
         event->time_us = strtoll (PQgetvalue (result, r, 7), NULL, 10);
         event->received_us = strtoll (PQgetvalue (result, r, 8), NULL, 10);
+        snprintf (event->actor, sizeof event->actor, "%s", PQgetvalue (result, r, 9));
     }
     PQclear (result);
     *events_p = events;

@@ -124,8 +124,10 @@ s_list (audit_store_t *base, const audit_query_t *query, audit_event_t **events_
     //  Stored in seq order by construction (appends follow the cursor)
     for (size_t index = 0; index < self->count && *count_p < query->limit; index++) {
         const audit_event_t *event = &self->events[index];
-        if (event->seq <= query->after || (query->user_id && strcmp (event->subject, query->user_id))
-            || (query->type && strcmp (event->type, query->type)))
+        if (event->seq <= query->after ||
+            (query->user_id && strcmp (event->subject, query->user_id)) ||
+            (query->type && strcmp (event->type, query->type)) ||
+            (query->actor && strcmp (event->actor, query->actor)))
             continue;
         s_push (events_p, count_p, &capacity, event);
     }

@@ -81,10 +81,23 @@ s_make_id (user_app_t *self, char out[USER_ID_SIZE])
 }
 
 //  --------------------------------------------------------------------------
-//  Fill an event about `user`, with a fresh id.
+//  Check the request's actor into `out` ("" when none); MESH_EINVAL names
+//  the field "actor".
+static int
+s_actor (const char *actor, size_t actor_len, char out[USER_ACTOR_SIZE], const char **field,
+         const char **why)
+{
+    int rc =
+        user_actor_normalize (actor ? actor : "", actor ? actor_len : 0, out, USER_ACTOR_SIZE, why);
+    return s_invalid (rc, "actor", field);
+}
+
+//  --------------------------------------------------------------------------
+//  Fill an event about `user` asked for by `actor` ("" = none), with a
+//  fresh id.
 static void
 s_event (user_app_t *self, user_event_t *event, char event_id[USER_ID_SIZE], const char *type,
-         const user_t *user, int64_t time_us)
+         const user_t *user, int64_t time_us, const char *actor)
 {
     s_make_id (self, event_id);
     event->type = type;
@@ -92,13 +105,15 @@ s_event (user_app_t *self, user_event_t *event, char event_id[USER_ID_SIZE], con
     event->subject = user_id (user);
     event->user = user;
     event->time_us = time_us;
+    event->actor = actor;
 }
 
 //  --------------------------------------------------------------------------
 //  Create a user and its user.created event.
 int
-user_app_create (user_app_t *self, const char *name, size_t name_len, const char *email,
-                 size_t email_len, user_t **user_p, const char **field, const char **why)
+user_app_create (user_app_t *self, const char *actor, size_t actor_len, const char *name,
+                 size_t name_len, const char *email, size_t email_len, user_t **user_p,
+                 const char **field, const char **why)
 {
     assert (self);
     assert (name || name_len == 0);
@@ -106,9 +121,13 @@ user_app_create (user_app_t *self, const char *name, size_t name_len, const char
     assert (user_p);
     s_clear (field, why);
 
+    char actor_norm[USER_ACTOR_SIZE];
+    int rc = s_actor (actor, actor_len, actor_norm, field, why);
+    if (rc)
+        return rc;
     char name_norm[USER_NAME_SIZE];
     char email_norm[USER_EMAIL_SIZE];
-    int rc = user_name_normalize (name? name: "", name_len, name_norm, sizeof name_norm, why);
+    rc = user_name_normalize (name ? name : "", name_len, name_norm, sizeof name_norm, why);
     if (rc)
         return s_invalid (rc, "name", field);
     rc = user_email_normalize (email? email: "", email_len, email_norm, sizeof email_norm, why);
@@ -124,7 +143,7 @@ user_app_create (user_app_t *self, const char *name, size_t name_len, const char
 
     user_event_t event;
     char event_id[USER_ID_SIZE];
-    s_event (self, &event, event_id, USER_EVENT_CREATED, user, now_us);
+    s_event (self, &event, event_id, USER_EVENT_CREATED, user, now_us, actor_norm);
     rc = user_repo_insert (self->repo, user, &event);
     if (rc) {
         user_destroy (&user);
@@ -202,9 +221,9 @@ user_app_get_many (user_app_t *self, const user_app_id_t *ids, size_t count, use
 //  --------------------------------------------------------------------------
 //  Change name and/or email; writes user.updated with the new state.
 int
-user_app_update (user_app_t *self, const char *id, size_t id_len, const char *name,
-                 size_t name_len, const char *email, size_t email_len, user_t **user_p,
-                 const char **field, const char **why)
+user_app_update (user_app_t *self, const char *actor, size_t actor_len, const char *id,
+                 size_t id_len, const char *name, size_t name_len, const char *email,
+                 size_t email_len, user_t **user_p, const char **field, const char **why)
 {
     assert (self);
     assert (id || id_len == 0);
@@ -213,8 +232,12 @@ user_app_update (user_app_t *self, const char *id, size_t id_len, const char *na
 
     //  Every request value is checked before the store is asked anything,
     //  so a bad request is MESH_EINVAL even while the store is down.
+    char actor_norm[USER_ACTOR_SIZE];
+    int rc = s_actor (actor, actor_len, actor_norm, field, why);
+    if (rc)
+        return rc;
     char id_norm[USER_ID_SIZE];
-    int rc = s_id (id, id_len, "id", id_norm, field, why);
+    rc = s_id (id, id_len, "id", id_norm, field, why);
     if (rc)
         return rc;
     if (!name && !email) {
@@ -254,7 +277,7 @@ user_app_update (user_app_t *self, const char *id, size_t id_len, const char *na
 
     user_event_t event;
     char event_id[USER_ID_SIZE];
-    s_event (self, &event, event_id, USER_EVENT_UPDATED, user, now_us);
+    s_event (self, &event, event_id, USER_EVENT_UPDATED, user, now_us, actor_norm);
     rc = user_repo_update (self->repo, user, &event);
     if (rc) {
         user_destroy (&user);
@@ -267,15 +290,19 @@ user_app_update (user_app_t *self, const char *id, size_t id_len, const char *na
 //  --------------------------------------------------------------------------
 //  Delete a user; writes user.deleted with its last state.
 int
-user_app_delete (user_app_t *self, const char *id, size_t id_len, const char **field,
-                 const char **why)
+user_app_delete (user_app_t *self, const char *actor, size_t actor_len, const char *id,
+                 size_t id_len, const char **field, const char **why)
 {
     assert (self);
     assert (id || id_len == 0);
     s_clear (field, why);
 
+    char actor_norm[USER_ACTOR_SIZE];
+    int rc = s_actor (actor, actor_len, actor_norm, field, why);
+    if (rc)
+        return rc;
     char id_norm[USER_ID_SIZE];
-    int rc = s_id (id, id_len, "id", id_norm, field, why);
+    rc = s_id (id, id_len, "id", id_norm, field, why);
     if (rc)
         return rc;
     //  The event carries the last state, so read it first; the remove is
@@ -286,7 +313,8 @@ user_app_delete (user_app_t *self, const char *id, size_t id_len, const char **f
         return rc;
     user_event_t event;
     char event_id[USER_ID_SIZE];
-    s_event (self, &event, event_id, USER_EVENT_DELETED, last, self->env.now_us (self->env.arg));
+    s_event (self, &event, event_id, USER_EVENT_DELETED, last, self->env.now_us (self->env.arg),
+             actor_norm);
     rc = user_repo_remove (self->repo, id_norm, &event);
     user_destroy (&last);
     return rc;

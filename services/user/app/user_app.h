@@ -7,7 +7,7 @@
     calls these functions and encodes the result. Ids and the clock come
     from an injected environment, so tests are deterministic.
     Validation failures return MESH_EINVAL and name the request field
-    ("name", "email", "id", "after", "limit") with a static sentence saying
+    ("name", "email", "id", "actor", "after", "limit") with a static sentence saying
     why; every other code comes from the repository unchanged
     (MESH_ENOTFOUND, MESH_ECONFLICT, MESH_EUNAVAIL, MESH_EIO).
     SPDX-License-Identifier: MPL-2.0
@@ -54,14 +54,18 @@ void
 //  NULL. Both are set to NULL on entry; on MESH_EINVAL *field names the
 //  offending request field and *why is a static sentence. On 0 a use case
 //  that returns a user sets *user_p to a fresh user the caller destroys.
+//  The changes (create, update, delete) also take the request's actor, who
+//  asked (`actor_len` bytes, not NUL-terminated; NULL or length 0 = none):
+//  checked with user_actor_normalize (else MESH_EINVAL, field "actor") and
+//  written with the change's event, so the outbox says who did it.
 
 //  Create a user from a name and an email (`name_len`, `email_len` bytes;
 //  not NUL-terminated). Writes the user and a user.created event. Returns
 //  0, MESH_EINVAL ("name" or "email"), MESH_ECONFLICT when the email is
 //  taken, or a store error.
-int
-    user_app_create (user_app_t *self, const char *name, size_t name_len, const char *email,
-                     size_t email_len, user_t **user_p, const char **field, const char **why);
+int user_app_create (user_app_t *self, const char *actor, size_t actor_len, const char *name,
+                     size_t name_len, const char *email, size_t email_len, user_t **user_p,
+                     const char **field, const char **why);
 
 //  Fetch a user by id (a UUID, either case). Returns 0, MESH_EINVAL
 //  ("id"), MESH_ENOTFOUND, or a store error.
@@ -93,16 +97,14 @@ int
 //  updated_at becomes now; writes a user.updated event with the new state.
 //  Returns 0, MESH_EINVAL ("id", "name" or "email"), MESH_ENOTFOUND,
 //  MESH_ECONFLICT when another user has the email, or a store error.
-int
-    user_app_update (user_app_t *self, const char *id, size_t id_len, const char *name,
-                     size_t name_len, const char *email, size_t email_len, user_t **user_p,
-                     const char **field, const char **why);
+int user_app_update (user_app_t *self, const char *actor, size_t actor_len, const char *id,
+                     size_t id_len, const char *name, size_t name_len, const char *email,
+                     size_t email_len, user_t **user_p, const char **field, const char **why);
 
 //  Delete a user; writes a user.deleted event carrying its last state.
 //  Returns 0, MESH_EINVAL ("id"), MESH_ENOTFOUND, or a store error.
-int
-    user_app_delete (user_app_t *self, const char *id, size_t id_len, const char **field,
-                     const char **why);
+int user_app_delete (user_app_t *self, const char *actor, size_t actor_len, const char *id,
+                     size_t id_len, const char **field, const char **why);
 
 //  One page of users in ascending id order, after the user id `after`
 //  (NULL: from the first; else a UUID of `after_len` bytes, either case,

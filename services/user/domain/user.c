@@ -367,6 +367,39 @@ user_id_normalize (const char *input, size_t len, char *out, size_t out_size,
 }
 
 //  --------------------------------------------------------------------------
+//  Check an actor and copy it as it is.
+int
+user_actor_normalize (const char *input, size_t len, char *out, size_t out_size, const char **why)
+{
+    assert (input || len == 0);
+    assert (out);
+    assert (out_size >= USER_ACTOR_SIZE);
+    const char *wrong = NULL;
+    if (len > USER_ACTOR_MAX)
+        wrong = "actor must be at most 256 bytes";
+    //  Text only: the actor lands in logs, events and the audit log, where a
+    //  newline or an escape sequence could forge or hide a line
+    for (size_t at = 0; at < len && !wrong;) {
+        uint32_t code_point = 0;
+        size_t size = s_utf8_decode ((const unsigned char *)input + at, len - at, &code_point);
+        if (size == 0)
+            wrong = "actor must be valid UTF-8";
+        else if (s_is_control (code_point) || code_point == 0x2028 || code_point == 0x2029)
+            wrong = "actor must not contain control characters or line separators";
+        at += size;
+    }
+    if (wrong) {
+        if (why)
+            *why = wrong;
+        return MESH_EINVAL;
+    }
+    if (len)
+        memmove (out, input, len);
+    out[len] = '\0';
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
 //  Create a user from values in normal form, or return NULL.
 user_t *
 user_new (const char *id, const char *name, const char *email, int64_t created_at_us,

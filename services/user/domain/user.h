@@ -31,6 +31,9 @@
       (RFC 6531; send the domain as punycode, xn--...).
     - Id: a UUID in canonical text form, 36 characters 8-4-4-4-12 of
       lower-case hexadecimal digits. Any version is accepted.
+    - Actor (who asked for a change: a key's name, a token's subject): at
+      most 256 bytes of well-formed UTF-8 without control characters, kept
+      exactly as sent (no trimming, no case change); empty means none.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #ifndef USER_H_INCLUDED
@@ -51,6 +54,8 @@
 #define USER_EMAIL_LABEL_MAX 63     //  Characters of one domain label
 #define USER_ID_LEN 36              //  "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 #define USER_ID_SIZE (USER_ID_LEN + 1)
+#define USER_ACTOR_MAX 256 //  Bytes of an actor (MESH_ENVELOPE_MAX_ACTOR)
+#define USER_ACTOR_SIZE (USER_ACTOR_MAX + 1)
 #define USER_TIME_LEN 24            //  "2026-11-25T13:33:31.123Z"
 #define USER_TIME_SIZE (USER_TIME_LEN + 1)
 //  Times RFC 3339 can write (four-digit years): 0000-01-01T00:00:00Z up to
@@ -93,6 +98,14 @@ bool
 int
     user_id_normalize (const char *input, size_t len, char *out, size_t out_size,
                        const char **why);
+
+//  Check an actor of `len` bytes (not NUL-terminated) and copy it into
+//  `out`, NUL-terminated, unchanged; `out_size` must be at least
+//  USER_ACTOR_SIZE. An empty actor (len 0) is valid and means none.
+//  Returns 0, or MESH_EINVAL with *why (when not NULL) set to a static
+//  sentence; `out` is untouched on failure. Thread-safe.
+int user_actor_normalize (const char *input, size_t len, char *out, size_t out_size,
+                          const char **why);
 
 //  Create a user from values already in normal form: a canonical id, a name
 //  and an email that their normalize functions return unchanged, and times

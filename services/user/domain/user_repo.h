@@ -31,6 +31,7 @@ typedef struct {
     const char *subject;        //  Id of the user the event is about
     const user_t *user;         //  The user after the change; the last state for deleted
     int64_t time_us;            //  When the change happened, unix microseconds
+    const char *actor;          //  Who asked (user_actor_normalize'd); NULL or "" = none
 } user_event_t;
 
 //  One event as the outbox holds it once the relay has numbered it: what
@@ -45,6 +46,7 @@ typedef struct {
     char type[USER_EVENT_TYPE_SIZE];    //  USER_EVENT_*
     char subject[USER_ID_SIZE];         //  User id
     char trace[USER_TRACE_SIZE];        //  traceparent, or "" when unknown
+    char actor[USER_ACTOR_SIZE];        //  Who asked for the change, or "" when none
     int64_t time_us;                    //  When the change happened
     void *data;                         //  Owned; NULL when data_len is 0
     size_t data_len;

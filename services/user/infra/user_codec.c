@@ -166,8 +166,8 @@ s_reply_user (int rc, user_t **user_p, const char *field, const char *why,
 }
 
 int
-user_codec_create (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
-                   char *message, size_t message_size)
+user_codec_create (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
+                   msgpack_packer *reply, char *message, size_t message_size)
 {
     message[0] = '\0';
     s_str_t name, email;
@@ -180,13 +180,14 @@ user_codec_create (user_app_t *app, const msgpack_object *body, msgpack_packer *
         return rc;
     user_t *user = NULL;
     const char *field = NULL, *why = NULL;
-    rc = user_app_create (app, name.ptr, name.len, email.ptr, email.len, &user, &field, &why);
+    rc = user_app_create (app, actor.ptr, actor.len, name.ptr, name.len, email.ptr, email.len,
+                          &user, &field, &why);
     return s_reply_user (rc, &user, field, why, reply, message, message_size);
 }
 
 int
-user_codec_get (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
-                char *message, size_t message_size)
+user_codec_get (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
+                msgpack_packer *reply, char *message, size_t message_size)
 {
     message[0] = '\0';
     s_str_t id;
@@ -230,8 +231,8 @@ user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_
 }
 
 int
-user_codec_list (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
-                 char *message, size_t message_size)
+user_codec_list (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
+                 msgpack_packer *reply, char *message, size_t message_size)
 {
     message[0] = '\0';
     s_str_t after;
@@ -268,8 +269,8 @@ user_codec_list (user_app_t *app, const msgpack_object *body, msgpack_packer *re
 }
 
 int
-user_codec_update (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
-                   char *message, size_t message_size)
+user_codec_update (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
+                   msgpack_packer *reply, char *message, size_t message_size)
 {
     message[0] = '\0';
     s_str_t id, name, email;
@@ -282,14 +283,15 @@ user_codec_update (user_app_t *app, const msgpack_object *body, msgpack_packer *
         return rc;
     user_t *user = NULL;
     const char *field = NULL, *why = NULL;
-    rc = user_app_update (app, id.ptr, id.len, name.present ? name.ptr : NULL, name.len,
-                          email.present ? email.ptr : NULL, email.len, &user, &field, &why);
+    rc = user_app_update (app, actor.ptr, actor.len, id.ptr, id.len, name.present ? name.ptr : NULL,
+                          name.len, email.present ? email.ptr : NULL, email.len, &user, &field,
+                          &why);
     return s_reply_user (rc, &user, field, why, reply, message, message_size);
 }
 
 int
-user_codec_delete (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
-                   char *message, size_t message_size)
+user_codec_delete (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
+                   msgpack_packer *reply, char *message, size_t message_size)
 {
     message[0] = '\0';
     s_str_t id;
@@ -297,7 +299,7 @@ user_codec_delete (user_app_t *app, const msgpack_object *body, msgpack_packer *
     if (rc)
         return rc;
     const char *field = NULL, *why = NULL;
-    rc = user_app_delete (app, id.ptr, id.len, &field, &why);
+    rc = user_app_delete (app, actor.ptr, actor.len, id.ptr, id.len, &field, &why);
     if (rc)
         return s_app_error (rc, field, why, message, message_size);
     msgpack_pack_map (reply, 0);
@@ -311,7 +313,8 @@ user_codec_pack_event (msgpack_packer *packer, const user_stored_event_t *event)
     //  Times stored come from user_new-checked users: in range
     user_format_time (event->time_us, time, sizeof time);
     bool traced = event->trace[0] != '\0';
-    msgpack_pack_map (packer, traced ? 10 : 9);
+    bool acted = event->actor[0] != '\0';
+    msgpack_pack_map (packer, 9 + (traced ? 1 : 0) + (acted ? 1 : 0));
     mesh_pack_cstr (packer, "specversion");
     mesh_pack_cstr (packer, "1.0");
     mesh_pack_cstr (packer, "id");
@@ -339,11 +342,17 @@ user_codec_pack_event (msgpack_packer *packer, const user_stored_event_t *event)
         mesh_pack_cstr (packer, "trace");
         mesh_pack_cstr (packer, event->trace);
     }
+    //  A CloudEvents extension attribute (lower-case alphanumeric name):
+    //  who asked for the change; absent, not empty, when nobody said
+    if (acted) {
+        mesh_pack_cstr (packer, "actor");
+        mesh_pack_cstr (packer, event->actor);
+    }
 }
 
 int
-user_codec_events (user_app_t *app, const msgpack_object *body, msgpack_packer *reply,
-                   char *message, size_t message_size)
+user_codec_events (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
+                   msgpack_packer *reply, char *message, size_t message_size)
 {
     message[0] = '\0';
     int rc = s_need_map (body, false, message, message_size);

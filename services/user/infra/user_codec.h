@@ -18,13 +18,17 @@
 #include "user.h"
 #include "user_app.h"
 
+#include "mesh/mesh_envelope.h"
+
 #include <msgpack.h>
 #include <stddef.h>
 
-//  Signature shared by the method functions below. `body` may be NULL
-//  (request without a body). `message` (message_size bytes, at least 1)
-//  is always NUL-terminated; empty on success.
-typedef int (user_codec_fn) (user_app_t *app, const msgpack_object *body,
+//  Signature shared by the method functions below. `actor` is the
+//  envelope's (empty: none; the changes write it with their event, the
+//  reads ignore it). `body` may be NULL (request without a body).
+//  `message` (message_size bytes, at least 1) is always NUL-terminated;
+//  empty on success.
+typedef int (user_codec_fn) (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
                              msgpack_packer *reply, char *message, size_t message_size);
 
 //  user.create {name, email} -> the user
@@ -55,7 +59,8 @@ user_codec_fn user_codec_events;
 //  Pack one event as published and as events.list returns it: a map of
 //  CloudEvents 1.0 attributes (specversion, id, source, type, time,
 //  subject, datacontenttype "application/msgpack", data = the stored
-//  payload as is) plus seq, and trace when known.
+//  payload as is) plus seq, trace when known, and the extension attribute
+//  actor (who asked for the change) when there was one.
 void
     user_codec_pack_event (msgpack_packer *packer, const user_stored_event_t *event);
 

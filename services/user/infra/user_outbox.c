@@ -43,12 +43,13 @@ user_outbox_event_from_row (const PGresult *result, int row, user_stored_event_t
 {
     memset (event, 0, sizeof *event);
     int64_t seq = 0;
-    if (!s_int8 (result, row, 0, &seq) || seq <= 0
-        || !s_text (result, row, 1, event->id, sizeof event->id)
-        || !s_text (result, row, 2, event->type, sizeof event->type)
-        || !s_text (result, row, 3, event->subject, sizeof event->subject)
-        || !s_text (result, row, 4, event->trace, sizeof event->trace)
-        || !s_int8 (result, row, 5, &event->time_us) || PQgetisnull (result, row, 6))
+    if (!s_int8 (result, row, 0, &seq) || seq <= 0 ||
+        !s_text (result, row, 1, event->id, sizeof event->id) ||
+        !s_text (result, row, 2, event->type, sizeof event->type) ||
+        !s_text (result, row, 3, event->subject, sizeof event->subject) ||
+        !s_text (result, row, 4, event->trace, sizeof event->trace) ||
+        !s_int8 (result, row, 5, &event->time_us) || PQgetisnull (result, row, 6) ||
+        !s_text (result, row, 7, event->actor, sizeof event->actor))
         return MESH_EIO;
     event->seq = (uint64_t) seq;
     event->data_len = (size_t) PQgetlength (result, row, 6);

@@ -31,14 +31,14 @@
 //  The columns user_outbox_event_from_row reads, in its order, qualified by
 //  table alias `t` (use "outbox" when there is no alias).
 #define USER_OUTBOX_EVENT_COLUMNS(t)                                                               \
-    t ".seq, " t ".event_id::text, " t ".type, " t ".subject::text, coalesce(" t ".trace, ''), "   \
-    USER_SQL_MICROS (t ".created_at") ", " t ".data"
+    t ".seq, " t ".event_id::text, " t ".type, " t ".subject::text, coalesce(" t                   \
+      ".trace, ''), " USER_SQL_MICROS (t ".created_at") ", " t ".data, coalesce(" t ".actor, '')"
 
 //  Fill *event from row `row` of a binary-format result whose first columns
 //  are USER_OUTBOX_EVENT_COLUMNS. event->data is a fresh copy of the
 //  payload (the caller frees it, e.g. with user_stored_events_free).
 //  Returns 0, or MESH_EIO when a value does not fit (a row not written by
-//  this service: NULL seq, over-long type or trace).
+//  this service: NULL seq, over-long type, trace or actor).
 int
     user_outbox_event_from_row (const PGresult *result, int row, user_stored_event_t *event);
 

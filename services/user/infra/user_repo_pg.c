@@ -60,11 +60,13 @@ typedef enum {
 } s_statement_t;
 
 //  The event's columns of an outbox insert, after a change's own parameters
-//  $1..$n: event id, type, subject, data, time, trace ("" = none).
-#define S_OUTBOX_INSERT(a, b, c, d, e, f)                                                          \
-    " INSERT INTO outbox (event_id, type, subject, data, created_at, trace)"                       \
-    " SELECT $" a "::uuid, $" b "::text, $" c "::uuid, $" d "::bytea, " S_TIME (e)                 \
-    ", NULLIF($" f "::text, '') FROM u"
+//  $1..$n: event id, type, subject, data, time, trace ("" = none), actor
+//  ("" = none). The actor is a parameter like every other value: it is
+//  text from outside and never part of the SQL.
+#define S_OUTBOX_INSERT(a, b, c, d, e, f, g)                                                       \
+    " INSERT INTO outbox (event_id, type, subject, data, created_at, trace, actor)"                \
+    " SELECT $" a "::uuid, $" b "::text, $" c "::uuid, $" d                                        \
+    "::bytea, " S_TIME (e) ", NULLIF($" f "::text, ''), NULLIF($" g "::text, '') FROM u"
 
 // clang-format off
 static const struct {
@@ -74,16 +76,16 @@ static const struct {
     [S_INSERT] = { "user_insert",
         "WITH u AS (INSERT INTO users (id, name, email, created_at, updated_at)"
         " VALUES ($1::uuid, $2::text, $3::text, " S_TIME ("4") ", " S_TIME ("5") ")"
-        " RETURNING id)" S_OUTBOX_INSERT ("6", "7", "8", "9", "10", "11") },
+        " RETURNING id)" S_OUTBOX_INSERT ("6", "7", "8", "9", "10", "11", "12") },
     [S_FIND] = { "user_find",
         "SELECT " S_USER_COLUMNS " FROM users WHERE id = $1::uuid" },
     [S_UPDATE] = { "user_update",
         "WITH u AS (UPDATE users SET name = $2::text, email = $3::text,"
         " updated_at = " S_TIME ("4") " WHERE id = $1::uuid RETURNING id)"
-        S_OUTBOX_INSERT ("5", "6", "7", "8", "9", "10") },
+        S_OUTBOX_INSERT ("5", "6", "7", "8", "9", "10", "11") },
     [S_REMOVE] = { "user_remove",
         "WITH u AS (DELETE FROM users WHERE id = $1::uuid RETURNING id)"
-        S_OUTBOX_INSERT ("2", "3", "4", "5", "6", "7") },
+        S_OUTBOX_INSERT ("2", "3", "4", "5", "6", "7", "8") },
     [S_LIST_FIRST] = { "user_list_first",
         "SELECT " S_USER_COLUMNS " FROM users ORDER BY id LIMIT $1::int8" },
     [S_LIST_AFTER] = { "user_list_after",
@@ -350,9 +352,9 @@ s_pack_user (const user_t *user, msgpack_sbuffer *buffer)
 }
 
 //  --------------------------------------------------------------------------
-//  Run a change statement whose last six parameters are the event's
-//  (event id, type, subject, data, time, trace) after `nfixed` leading
-//  ones. Returns 0, MESH_ENOTFOUND when it changed no row, or a failure
+//  Run a change statement whose last seven parameters are the event's
+//  (event id, type, subject, data, time, trace, actor) after `nfixed`
+//  leading ones. Returns 0, MESH_ENOTFOUND when it changed no row, or a failure
 //  code.
 static int
 s_change (s_repo_t *self, s_statement_t statement, const char **fixed, int nfixed,
@@ -368,10 +370,10 @@ s_change (s_repo_t *self, s_statement_t statement, const char **fixed, int nfixe
     char event_time[S_INT64_SIZE];
     snprintf (event_time, sizeof event_time, "%" PRId64, event->time_us);
 
-    const char *values[11];
-    int lengths[11] = {0};
-    int formats[11] = {0};
-    assert (nfixed + 6 <= 11);
+    const char *values[12];
+    int lengths[12] = {0};
+    int formats[12] = {0};
+    assert (nfixed + 7 <= 12);
     for (int index = 0; index < nfixed; index++)
         values[index] = fixed[index];
     values[nfixed] = event->id;
@@ -383,8 +385,9 @@ s_change (s_repo_t *self, s_statement_t statement, const char **fixed, int nfixe
     formats[nfixed + 3] = 1;
     values[nfixed + 4] = event_time;
     values[nfixed + 5] = self->trace;
+    values[nfixed + 6] = event->actor ? event->actor : "";
 
-    PGresult *result = s_exec (self, statement, nfixed + 6, values, lengths, formats, 0);
+    PGresult *result = s_exec (self, statement, nfixed + 7, values, lengths, formats, 0);
     msgpack_sbuffer_destroy (&data);
     if (PQresultStatus (result) != PGRES_COMMAND_OK)
         rc = s_failure (self, result, s_statements[statement].name);

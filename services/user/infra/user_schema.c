@@ -131,10 +131,22 @@ static const char *const s_migration_2 [] = {
     NULL
 };
 
+//  Migration 3: who asked for each change.
+static const char *const s_migration_3[] = {
+    //  actor: the request's actor (a bus key's name, an HTTP caller's token
+    //  subject or API key name), written with the event in the statement of
+    //  the change; NULL when the request named none, and for every event
+    //  written before this migration. Nullable with no default, so adding
+    //  it rewrites no row and holds the table's lock only for an instant.
+    //  IF NOT EXISTS: a column an operator added by hand ahead of the
+    //  upgrade does not stop the service from starting.
+    "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS actor text", NULL};
+
 //  Every migration, in version order. Append only.
-static const mesh_pg_migration_t s_migrations [] = {
-    { 1, "initial: users, outbox, outbox_relay, idempotency_keys", s_migration_1 },
-    { 2, "relay notify and published_seq; idempotency claim", s_migration_2 },
+static const mesh_pg_migration_t s_migrations[] = {
+    {1, "initial: users, outbox, outbox_relay, idempotency_keys", s_migration_1},
+    {2, "relay notify and published_seq; idempotency claim", s_migration_2},
+    {3, "outbox actor", s_migration_3},
 };
 
 #define S_MIGRATION_COUNT ((int) (sizeof s_migrations / sizeof s_migrations [0]))

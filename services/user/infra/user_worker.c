@@ -33,6 +33,8 @@ static const s_method_t s_methods[] = {
     { "events.list", user_codec_events, false },
 };
 #define S_METHOD_COUNT (sizeof s_methods / sizeof s_methods[0])
+_Static_assert(MESH_ENVELOPE_MAX_ACTOR <= USER_ACTOR_MAX,
+               "every actor the envelope lets through must fit the outbox's");
 #define S_METHOD_GET 1      //  Row of user.get: batched by user_worker_handle_batch
 _Static_assert (MESH_WORKER_MAX_BATCH <= USER_APP_GET_MANY_MAX,
                 "a whole batch of gets must fit one user_app_get_many call");
@@ -205,7 +207,7 @@ s_call_idempotent (user_worker_t *self, const s_method_t *method, const mesh_req
     }
     self->reply.size = 0;
     msgpack_packer_init (&packer, &self->reply, msgpack_sbuffer_write);
-    rc = method->call (self->app, request->body, &packer, response->message,
+    rc = method->call (self->app, request->actor, request->body, &packer, response->message,
                        sizeof response->message);
     if (rc) {
         user_repo_idem_release (self->repo);
@@ -277,10 +279,11 @@ user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *r
         user_repo_set_request (self->repo, request->deadline_ms,
                                request->trace.len < sizeof trace ? trace : NULL);
         bool reused = false;
-        int rc = request->idem.len && s_methods[row].changes
-                     ? s_call_idempotent (self, &s_methods[row], request, response, &reused)
-                     : s_methods[row].call (self->app, request->body, response->body,
-                                            response->message, sizeof response->message);
+        int rc =
+            request->idem.len && s_methods[row].changes
+                ? s_call_idempotent (self, &s_methods[row], request, response, &reused)
+                : s_methods[row].call (self->app, request->actor, request->body, response->body,
+                                       response->message, sizeof response->message);
         code = reused ? MESH_CODE_FAILED_PRECONDITION : s_code (rc);
     }
     s_account (self, row, code, (double) (mesh_mono_us () - started_us) / 1e6, request,

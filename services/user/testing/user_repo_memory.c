@@ -21,6 +21,7 @@ typedef struct {
     char id[USER_ID_SIZE];      //  Event id
     char subject[USER_ID_SIZE]; //  User id
     user_t *user;               //  Owned copy
+    char actor[USER_ACTOR_SIZE]; //  Who asked; "" when none
 } s_event_t;
 
 //  A completed idempotency key: the request it was used with and its reply.
@@ -156,6 +157,11 @@ s_event_append (user_repo_memory_t *self, const user_event_t *event)
     copy->view.subject = copy->subject;
     copy->view.user = copy->user;
     copy->view.time_us = event->time_us;
+    //  As the PostgreSQL adapter: NULL and "" both mean none; longer than
+    //  the domain allows cannot come from the use cases
+    assert (!event->actor || strlen (event->actor) <= USER_ACTOR_MAX);
+    snprintf (copy->actor, sizeof copy->actor, "%s", event->actor ? event->actor : "");
+    copy->view.actor = copy->actor;
     if (self->event_count == self->event_capacity) {
         self->event_capacity = self->event_capacity? self->event_capacity * 2: 8;
         self->events = (s_event_t **) mesh_realloc (self->events,
@@ -358,6 +364,7 @@ s_events (user_repo_t *repo, uint64_t after_seq, size_t limit, user_stored_event
         memcpy (event->id, stored->id, USER_ID_SIZE);
         memcpy (event->subject, stored->subject, USER_ID_SIZE);
         snprintf (event->type, sizeof event->type, "%s", stored->type);
+        memcpy (event->actor, stored->actor, sizeof event->actor);
         event->time_us = stored->view.time_us;
     }
     *events_p = events;

@@ -51,7 +51,8 @@ size_t
 size_t
     user_repo_memory_event_count (const user_repo_memory_t *self);
 
-//  Event `index` (below the event count) in the order written. Borrowed:
+//  Event `index` (below the event count) in the order written; its actor
+//  is never NULL ("" when the change named none). Borrowed:
 //  valid until the repository is destroyed (events are never removed
 //  except by a rolled-back write, which only removes the newest).
 const user_event_t *
