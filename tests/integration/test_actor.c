@@ -292,22 +292,30 @@ Test (actor, that_looks_like_sql_is_stored_verbatim)
 }
 
 //  --------------------------------------------------------------------------
-//  A retried change (same idempotency key) by another actor gets the first
-//  reply and writes nothing: the event keeps the first request's actor.
-Test (actor, idempotent_replay_keeps_the_first_actor)
+//  A retried change (same idempotency key) by the same actor gets the first
+//  reply and writes nothing; the same key from another actor is that
+//  caller's mistake (failed_precondition), never a way to read the first
+//  caller's stored reply, and writes nothing either.
+Test (actor, idempotency_keys_belong_to_their_actor)
 {
     S_SKIP_WITHOUT_DATABASE ();
     const char *const pairs[] = {"name", "Ida", "email", "ida@actor.example", NULL};
     char first[40], again[40];
     s_change ("user.create", pairs, "idem-actor-1", "ops-first", first);
-    s_change ("user.create", pairs, "idem-actor-1", "ops-second", again);
+    s_change ("user.create", pairs, "idem-actor-1", "ops-first", again);
     cr_assert_str_eq (again, first, "the replay is the first reply");
+
+    msgpack_sbuffer body;
+    user_test_pack_strings (&body, pairs);
+    mesh_reply_t reply = user_test_call_as (s_client, "user.create", &body, "idem-actor-1",
+                                            "ops-second", 0);
+    msgpack_sbuffer_destroy (&body);
+    user_test_expect_code (&reply, MESH_CODE_FAILED_PRECONDITION);
     cr_assert_eq (s_sql (NULL, "SELECT count(*) FROM %s.outbox", s_mesh.pg.name), 1);
     cr_assert_eq (
         s_sql ("ops-first", "SELECT count(*) FROM %s.outbox WHERE actor = $1", s_mesh.pg.name), 1);
 }
 
-//  --------------------------------------------------------------------------
 //  An actor the domain refuses (a newline would forge a log line) is
 //  invalid_argument naming the field, and nothing is written.
 Test (actor, that_is_not_text_is_invalid_argument)

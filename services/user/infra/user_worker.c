@@ -172,12 +172,19 @@ s_call_idempotent (user_worker_t *self, const s_method_t *method, const mesh_req
         return MESH_EINVAL;
     }
     s_copy (request->idem, key, sizeof key);
-    //  The request as compared with a retry: method, then the body as packed
-    //  again from its decoded form
+    //  The request as compared with a retry: method, the actor when there
+    //  is one, then the body as packed again from its decoded form. With the
+    //  actor in it, a key is one caller's: another caller reusing it gets
+    //  failed_precondition, never the first caller's stored reply. (Packed
+    //  only when present, so keys stored before actors existed still match.)
     self->request.size = 0;
     msgpack_packer packer;
     msgpack_packer_init (&packer, &self->request, msgpack_sbuffer_write);
     mesh_pack_cstr (&packer, method->method);
+    if (request->actor.len) {
+        msgpack_pack_str (&packer, request->actor.len);
+        msgpack_pack_str_body (&packer, request->actor.ptr, request->actor.len);
+    }
     if (request->body)
         msgpack_pack_object (&packer, *request->body);
     else
