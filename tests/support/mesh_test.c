@@ -230,7 +230,9 @@ s_broker_start_once (mesh_test_broker_t *broker, int heartbeat_ms, const char *c
     int64_t until = mesh_mono_ms () + 10000;
     char answer[16];
     while (mesh_mono_ms () < until && !mesh_proc_wait_exit (broker->proc, 0, NULL))
-        if (mesh_test_mmi (broker->endpoint, "mmi.service", "none", answer, sizeof answer, 500))
+        if (broker->ready_log? mesh_proc_wait_log (broker->proc, broker->ready_log, 500)
+                             : mesh_test_mmi (broker->endpoint, "mmi.service", "none", answer,
+                                              sizeof answer, 500))
             return true;
     //  Say why on stderr (ctest shows it for a failed test; a cr_log_warn
     //  would fail a test whose next try succeeds)
@@ -675,6 +677,28 @@ s_span_contains (const char *from, const char *to, const char *labels)
         if (memcmp (at, labels, len) == 0)
             return true;
     return false;
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_promtool_check (const char *text, char *output, size_t size)
+{
+    *output = '\0';
+    if (access ("/usr/bin/promtool", X_OK) != 0)
+        return true;
+    char path[] = "/tmp/mesh-metrics-XXXXXX";
+    int fd = mkstemp (path);
+    cr_assert_geq (fd, 0);
+    cr_assert_eq (write (fd, text, strlen (text)), (ssize_t) strlen (text));
+    close (fd);
+    char command[128];
+    snprintf (command, sizeof command, "/usr/bin/promtool check metrics < %s 2>&1", path);
+    FILE *check = popen (command, "r");
+    size_t got = check? fread (output, 1, size - 1, check): 0;
+    output[got] = '\0';
+    int status = check? pclose (check): -1;
+    unlink (path);
+    return status == 0;
 }
 
 //  --------------------------------------------------------------------------

@@ -76,6 +76,7 @@ typedef struct {
     char xsub[64];
     char xpub[64];
     char admin[64];             //  127.0.0.1:port
+    const char *ready_log;      //  When set, ready once the log holds it (not on MMI)
 } mesh_test_broker_t;
 
 //  Start mesh-broker with heartbeat `heartbeat_ms` (liveness 3) and extra
@@ -223,6 +224,12 @@ char *
 //  every sample of `name`. Returns -1 when no sample matches.
 double
     mesh_test_metric (const char *text, const char *name, const char *labels);
+
+//  Check Prometheus text with promtool (Debian's prometheus package).
+//  Returns true when it passes or promtool is not installed; else false
+//  with promtool's complaint in `output` (`size` bytes).
+bool
+    mesh_test_promtool_check (const char *text, char *output, size_t size);
 
 //  --------------------------------------------------------------------------
 //  PostgreSQL: a fresh schema of the DATABASE_URL database per test
