@@ -5,6 +5,7 @@
 #include "mesh_test.h"
 #include "mesh/mdp.h"
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_time.h"
 
 #include <arpa/inet.h>
@@ -285,15 +286,15 @@ mesh_test_broker_stop (mesh_test_broker_t *broker)
 
 //  Send an MMI query and copy the raw reply body. Returns the body size or -1.
 static int
-s_mmi_raw (const char *endpoint, const char *mmi_service, const char *body, void *reply,
-           size_t size, int timeout_ms)
+s_mmi_raw (const char *endpoint, const mesh_curve_t *curve, const char *mmi_service,
+           const char *body, void *reply, size_t size, int timeout_ms)
 {
     void *context = zmq_ctx_new ();
     void *dealer = zmq_socket (context, ZMQ_DEALER);
     int linger = 0;
     zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
     int got = -1;
-    if (zmq_connect (dealer, endpoint) == 0) {
+    if (mesh_curve_connect (curve, dealer, endpoint) == 0) {
         zmq_send (dealer, "", 0, ZMQ_SNDMORE);
         zmq_send (dealer, MDP_CLIENT, strlen (MDP_CLIENT), ZMQ_SNDMORE);
         zmq_send (dealer, mmi_service, strlen (mmi_service), ZMQ_SNDMORE);
@@ -323,7 +324,15 @@ bool
 mesh_test_mmi (const char *endpoint, const char *mmi_service, const char *body, char *answer,
                size_t size, int timeout_ms)
 {
-    int len = s_mmi_raw (endpoint, mmi_service, body, answer, size - 1, timeout_ms);
+    return mesh_test_mmi_curve (endpoint, NULL, mmi_service, body, answer, size, timeout_ms);
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_mmi_curve (const char *endpoint, const mesh_curve_t *curve, const char *mmi_service,
+                     const char *body, char *answer, size_t size, int timeout_ms)
+{
+    int len = s_mmi_raw (endpoint, curve, mmi_service, body, answer, size - 1, timeout_ms);
     if (len < 0)
         return false;
     answer[len] = '\0';
@@ -388,7 +397,7 @@ mesh_test_service_stats (const char *endpoint, const char *service,
                          mesh_test_service_stats_t *stats, int timeout_ms)
 {
     char *reply = mesh_alloc (1 << 20);
-    int len = s_mmi_raw (endpoint, "mmi.services", "", reply, 1 << 20, timeout_ms);
+    int len = s_mmi_raw (endpoint, NULL, "mmi.services", "", reply, 1 << 20, timeout_ms);
     bool valid = len > 0 && s_parse_stats (reply, (size_t) len, service, stats);
     free (reply);
     return valid;

@@ -12,6 +12,7 @@
 #ifndef MESH_TEST_H_INCLUDED
 #define MESH_TEST_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_envelope.h"
 
 #include <libpq-fe.h>
@@ -101,6 +102,11 @@ void
 bool
     mesh_test_mmi (const char *endpoint, const char *mmi_service, const char *body, char *answer,
                    size_t size, int timeout_ms);
+
+//  Same as the holder of `curve` (NULL: plain).
+bool
+    mesh_test_mmi_curve (const char *endpoint, const mesh_curve_t *curve, const char *mmi_service,
+                         const char *body, char *answer, size_t size, int timeout_ms);
 
 //  Wait until the broker reports `service` with at least `workers` workers
 //  (mmi.services). Returns true when it does within timeout_ms.

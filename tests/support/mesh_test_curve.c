@@ -135,39 +135,6 @@ mesh_test_curve_broker_start (mesh_test_broker_t *broker, const mesh_test_keys_t
     return mesh_test_broker_start (broker, heartbeat_ms, extra);
 }
 
-//  One mmi.service query on a fresh CURVE DEALER. Returns true with the
-//  answer in `answer` (`size` bytes) when one came within timeout_ms.
-static bool
-s_curve_mmi (const char *endpoint, const mesh_curve_t *curve, const char *service, char *answer,
-             size_t size, int timeout_ms)
-{
-    void *context = zmq_ctx_new ();
-    void *dealer = zmq_socket (context, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
-    bool got = false;
-    if (mesh_curve_connect (curve, dealer, endpoint) == 0) {
-        zmq_send (dealer, "", 0, ZMQ_SNDMORE);
-        zmq_send (dealer, MDP_CLIENT, strlen (MDP_CLIENT), ZMQ_SNDMORE);
-        zmq_send (dealer, "mmi.service", 11, ZMQ_SNDMORE);
-        zmq_send (dealer, service, strlen (service), 0);
-        zmq_pollitem_t item = {dealer, 0, ZMQ_POLLIN, 0};
-        mdp_frames_t frames;
-        if (zmq_poll (&item, 1, timeout_ms) == 1 && mdp_frames_recv (&frames, dealer, 0) == 0) {
-            if (frames.count == 4 && zmq_msg_size (&frames.frame[3]) < size) {
-                size_t len = zmq_msg_size (&frames.frame[3]);
-                memcpy (answer, zmq_msg_data (&frames.frame[3]), len);
-                answer[len] = '\0';
-                got = true;
-            }
-            mdp_frames_close (&frames);
-        }
-    }
-    zmq_close (dealer);
-    zmq_ctx_term (context);
-    return got;
-}
-
 //  --------------------------------------------------------------------------
 bool
 mesh_test_curve_wait_service (const char *endpoint, const mesh_curve_t *curve, const char *service,
@@ -176,7 +143,8 @@ mesh_test_curve_wait_service (const char *endpoint, const mesh_curve_t *curve, c
     int64_t until = mesh_mono_ms () + timeout_ms;
     while (mesh_mono_ms () < until) {
         char answer[16] = "";
-        if (s_curve_mmi (endpoint, curve, service, answer, sizeof answer, 1000) &&
+        if (mesh_test_mmi_curve (endpoint, curve, "mmi.service", service, answer, sizeof answer,
+                                 1000) &&
             strcmp (answer, want) == 0)
             return true;
         usleep (20 * 1000); //  Between queries, bounded by until
