@@ -17,9 +17,11 @@
 #include "mesh_test_curve.h"
 
 #include <criterion/criterion.h>
+#include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -342,4 +344,73 @@ Test (broker_curve, broker_refuses_to_start_with_a_cert_and_no_allow_list_or_a_b
     s_expect_refused_start (public_only, "public certificate");
     const char *not_a_dir[] = {"--curve-cert", secret, "--curve-allow", "/nonexistent", NULL};
     s_expect_refused_start (not_a_dir, "not a directory");
+}
+
+Test (broker_curve, every_zeromq_binary_shows_the_curve_settings_in_help)
+{
+    const char *binaries[] = {"mesh-broker", "mesh-user",        "mesh-audit", "mesh-gateway",
+                              "meshctl",     "mesh-echo-worker", "mesh-bench"};
+    for (size_t index = 0; index < sizeof binaries / sizeof binaries[0]; index++) {
+        char path[512], command[600], output[16384];
+        snprintf (command, sizeof command, "%s --help",
+                  mesh_test_bin (binaries[index], path, sizeof path));
+        FILE *help = popen (command, "r");
+        cr_assert_not_null (help);
+        size_t got = fread (output, 1, sizeof output - 1, help);
+        output[got] = '\0';
+        cr_assert_eq (pclose (help), 0, "%s --help failed", binaries[index]);
+        cr_assert_not_null (strstr (output, "MESH_CURVE_CERT"), "%s: %s", binaries[index], output);
+        cr_assert_not_null (strstr (output, "MESH_CURVE_SERVER_CERT"), "%s", binaries[index]);
+    }
+}
+
+//  Run `command` (a shell line); returns its exit status and its stdout
+//  and stderr in `output`.
+static int
+s_shell (const char *command, char *output, size_t size)
+{
+    FILE *pipe = popen (command, "r");
+    cr_assert_not_null (pipe);
+    size_t got = fread (output, 1, size - 1, pipe);
+    output[got] = '\0';
+    int status = pclose (pipe);
+    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+Test (broker_curve, meshctl_keygen_writes_a_pair_that_meshctl_call_uses_as_its_actor)
+{
+    char meshctl[512], command[2048], output[4096];
+    mesh_test_bin ("meshctl", meshctl, sizeof meshctl);
+    snprintf (command, sizeof command,
+              "%s keygen operator --may call:echo --may 'subscribe:user. audit.' --dir %s 2>&1",
+              meshctl, s_keys.keys);
+    cr_assert_eq (s_shell (command, output, sizeof output), 0, "%s", output);
+    cr_assert_eq (s_shell (command, output, sizeof output), 2, "overwrote: %s", output);
+    cr_assert_not_null (strstr (output, "not overwriting"));
+
+    char path[256];
+    snprintf (path, sizeof path, "%s/operator.key_secret", s_keys.keys);
+    struct stat info;
+    cr_assert_eq (stat (path, &info), 0);
+    cr_assert_eq (info.st_mode & 0777, 0600, "secret mode %o", info.st_mode & 0777);
+    snprintf (path, sizeof path, "%s/operator.key", s_keys.keys);
+    zcert_t *cert = zcert_load (path);
+    cr_assert_not_null (cert);
+    cr_assert_str_eq (zcert_meta (cert, "name"), "operator");
+    cr_assert_str_eq (zcert_meta (cert, "call"), "echo");
+    cr_assert_str_eq (zcert_meta (cert, "subscribe"), "user. audit.");
+    cr_assert_null (zcert_meta (cert, "delegate"));
+    zcert_destroy (&cert);
+
+    mesh_test_keys_allow (&s_keys, "operator", true);
+    snprintf (command, sizeof command,
+              "%s --broker %s --curve-cert %s/operator.key_secret --curve-server-cert %s "
+              "--timeout 5000 call echo actor '{}' 2>&1",
+              meshctl, s_broker.endpoint, s_keys.keys, s_keys.server);
+    cr_assert_eq (s_shell (command, output, sizeof output), 0, "%s", output);
+    cr_assert_str_eq (output, "\"operator\"\n");
+
+    snprintf (command, sizeof command, "%s keygen bad --may fly:high --dir %s 2>&1", meshctl,
+              s_keys.keys);
+    cr_assert_eq (s_shell (command, output, sizeof output), 2, "%s", output);
 }
