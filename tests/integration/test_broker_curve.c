@@ -414,3 +414,32 @@ Test (broker_curve, meshctl_keygen_writes_a_pair_that_meshctl_call_uses_as_its_a
               s_keys.keys);
     cr_assert_eq (s_shell (command, output, sizeof output), 2, "%s", output);
 }
+
+Test (broker_curve, a_subscriber_that_leaves_is_unsubscribed_upstream_and_others_still_receive)
+{
+    void *relay = s_socket (ZMQ_PUB, "relay", s_broker.xsub);
+    //  A context of its own: this subscriber is closed in the middle
+    void *context = zmq_ctx_new ();
+    void *reader = zmq_socket (context, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt (reader, ZMQ_LINGER, &linger, sizeof linger);
+    mesh_curve_t *curve = mesh_test_keys_curve (&s_keys, "reader");
+    cr_assert_eq (mesh_curve_connect (curve, reader, s_broker.xpub), 0);
+    mesh_curve_destroy (&curve);
+    zmq_setsockopt (reader, ZMQ_SUBSCRIBE, "user.", 5);
+    char text[64];
+    s_publish_until_received (relay, "user.one", "user.one", reader, text, sizeof text);
+    cr_assert_str_eq (text, "user.one");
+    char *metrics = mesh_test_broker_metrics (&s_broker);
+    double before = mesh_test_metric (metrics, "mesh_broker_subscription_messages_total", NULL);
+    free (metrics);
+    zmq_close (reader);
+    zmq_ctx_term (context);
+    //  libzmq makes the unsubscription itself (no properties); it goes up
+    cr_assert (mesh_test_wait_metric (&s_broker, "mesh_broker_subscription_messages_total", NULL,
+                                      before + 1, S_WAIT_MS));
+    void *second = s_socket (ZMQ_SUB, "reader", s_broker.xpub);
+    zmq_setsockopt (second, ZMQ_SUBSCRIBE, "user.", 5);
+    s_publish_until_received (relay, "user.two", "user.two", second, text, sizeof text);
+    cr_assert_str_eq (text, "user.two");
+}
