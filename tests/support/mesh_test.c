@@ -749,6 +749,17 @@ mesh_test_metric (const char *text, const char *name, const char *labels)
 
 //  --------------------------------------------------------------------------
 void
+mesh_test_pg_drop (PGconn *admin, const char *name)
+{
+    if (!admin || !*name)
+        return;
+    char sql[160];
+    snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", name);
+    PQclear (PQexec (admin, sql));
+}
+
+//  --------------------------------------------------------------------------
+void
 mesh_test_pg_exec (PGconn *conn, const char *sql)
 {
     PGresult *result = PQexec (conn, sql);

@@ -261,6 +261,11 @@ bool
 void
     mesh_test_pg_schema_drop (mesh_test_pg_schema_t *schema);
 
+//  Drop schema `name` (CASCADE, errors ignored) on `admin`: a test's second
+//  schema (an audit log's). Nothing when `admin` is NULL or `name` empty.
+void
+    mesh_test_pg_drop (PGconn *admin, const char *name);
+
 //  Run a statement that must succeed (PGRES_COMMAND_OK or _TUPLES_OK);
 //  fails the test (cr_assert) otherwise.
 void
