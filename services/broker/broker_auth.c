@@ -7,10 +7,12 @@
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_time.h"
 
 #include <assert.h>
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,6 +20,7 @@
 #define S_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define S_ZAP_FRAMES 7      //  RFC 27 request: version .. credentials
 #define S_METADATA_MAX 4096 //  Encoded grants of one certificate
+#define S_LOG_BURST 10      //  Refusal lines per second at most; the rest are counted
 
 //  Handshake failure reasons (label "reason").
 enum { S_HANDSHAKE_NO_DETAIL, S_HANDSHAKE_PROTOCOL, S_HANDSHAKE_AUTH, S_HANDSHAKE_COUNT_ };
@@ -59,6 +62,9 @@ struct broker_auth_s {
     mesh_counter_t *zap_denied;  //  Handshakes it refused
     mesh_counter_t *handshake_failures[S_HANDSHAKE_COUNT_];
     mesh_counter_t *refusals[BROKER_REFUSAL_COUNT_];
+    int64_t log_second;      //  Monotonic second of the current log window
+    int log_lines;           //  Refusal lines logged in it
+    uint64_t log_suppressed; //  Lines not logged since the last one that was
 };
 
 //  --------------------------------------------------------------------------
@@ -178,6 +184,32 @@ broker_auth_poll_items (broker_auth_t *self, zmq_pollitem_t *items, size_t max)
     return count;
 }
 
+//  Whether a refusal may be logged now: a peer retrying a refused
+//  handshake every 100 ms (libzmq's reconnect) or a client sending refused
+//  requests flat out must not flood the log; the counters see everything.
+//  When lines were dropped, says how many first.
+static bool
+s_log_allowed (broker_auth_t *self)
+{
+    int64_t second = mesh_mono_ms () / 1000;
+    if (second != self->log_second) {
+        self->log_second = second;
+        self->log_lines = 0;
+    }
+    if (self->log_lines >= S_LOG_BURST) {
+        self->log_suppressed++;
+        return false;
+    }
+    self->log_lines++;
+    if (self->log_suppressed) {
+        char count[24];
+        snprintf (count, sizeof count, "%" PRIu64, self->log_suppressed);
+        mesh_log_kv (MESH_LOG_WARN, "refusals not logged (over 10 a second)", "count", count, NULL);
+        self->log_suppressed = 0;
+    }
+    return true;
+}
+
 //  Append one ZMTP metadata property (RFC 23: 1-byte name length, name,
 //  4-byte big-endian value length, value). Returns false when out of room.
 static bool
@@ -240,7 +272,7 @@ s_zap_answer (broker_auth_t *self, zmq_msg_t *frames, int count)
     mesh_counter_inc (allowed ? self->zap_allowed : self->zap_denied);
     if (allowed)
         mesh_log_kv (MESH_LOG_DEBUG, "key admitted", "name", name, "peer", address, NULL);
-    else
+    else if (s_log_allowed (self))
         mesh_log_kv (MESH_LOG_WARN, "key refused at handshake", "peer", address, "why", text, NULL);
     const char *request_id = "";
     size_t request_id_len = 0;
@@ -290,7 +322,7 @@ s_monitor_drain (broker_auth_t *self, s_monitor_t *monitor)
                      : id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? S_HANDSHAKE_PROTOCOL
                                                                  : S_HANDSHAKE_NO_DETAIL;
         mesh_counter_inc (self->handshake_failures[reason]);
-        mesh_log_kv (MESH_LOG_INFO, "handshake failed", "socket", monitor->what, "reason",
+        mesh_log_kv (MESH_LOG_DEBUG, "handshake failed", "socket", monitor->what, "reason",
                      reason == S_HANDSHAKE_AUTH       ? "auth"
                      : reason == S_HANDSHAKE_PROTOCOL ? "protocol"
                                                       : "no_detail",
@@ -338,6 +370,8 @@ s_refuse (broker_auth_t *self, const zmq_msg_t *msg, broker_refusal_t what, cons
           size_t len)
 {
     mesh_counter_inc (self->refusals[what]);
+    if (!s_log_allowed (self))
+        return;
     const char *name = zmq_msg_gets (msg, BROKER_AUTH_USER_ID);
     char text[257];
     snprintf (text, sizeof text, "%.*s", (int)(len < 256 ? len : 256), (const char *)subject);
