@@ -66,8 +66,8 @@ s_secure (broker_t *self, void *socket, const char *what)
 {
     if (!self->auth)
         return 0;
-    if (mesh_curve_apply_server (self->cfg.curve, socket) ||
-        broker_auth_monitor (self->auth, socket, what)) {
+    if (mesh_curve_apply_server (self->cfg.curve, socket)
+        || broker_auth_monitor (self->auth, socket, what)) {
         mesh_log_kv (MESH_LOG_ERROR, "cannot make socket a CURVE server", "socket", what, NULL);
         return MESH_EIO;
     }
@@ -141,8 +141,8 @@ broker_new (const broker_cfg_t *cfg, int *err)
     if (cfg->xsub_bind) {
         self->xsub = zmq_socket (self->context, ZMQ_XSUB);
         self->xpub = zmq_socket (self->context, ZMQ_XPUB);
-        if (!self->xsub || !self->xpub || s_secure (self, self->xsub, "events-xsub") ||
-            s_secure (self, self->xpub, "events-xpub"))
+        if (!self->xsub || !self->xpub || s_secure (self, self->xsub, "events-xsub")
+            || s_secure (self, self->xpub, "events-xpub"))
             goto fail;
         //  Manual: the broker decides which subscriptions take effect
         //  (ZMQ_SUBSCRIBE on the XPUB) instead of the XPUB applying all
@@ -183,7 +183,7 @@ broker_destroy (broker_t **self_p)
             zmq_close (self->xsub);
         if (self->xpub)
             zmq_close (self->xpub);
-        broker_auth_destroy (&self->auth); //  Monitors and ZAP: before the context ends
+        broker_auth_destroy (&self->auth);  //  Monitors and ZAP: before the context ends
         if (self->context)
             zmq_ctx_term (self->context);
         msgpack_sbuffer_destroy (&self->buffer);
@@ -265,7 +265,7 @@ static void
 s_answer_untracked (broker_t *self, zmq_msg_t *service_frame, const broker_ticket_t *ticket,
                     mesh_code_t code, const char *message)
 {
-    broker_service_t untracked = {.metrics = &self->unregistered_metrics};
+    broker_service_t untracked = { .metrics = &self->unregistered_metrics };
     size_t name_len = zmq_msg_size (service_frame);
     memcpy (untracked.name, zmq_msg_data (service_frame), name_len);
     untracked.name[name_len] = '\0';
@@ -310,10 +310,10 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
         mesh_counter_inc (self->metrics.opaque_bodies);
     //  The frame after the routing id came off the wire: it carries the
     //  sender's ZAP properties (name and grants)
-    if (self->auth &&
-        (!broker_auth_allows (self->auth, &frames->frame[1], BROKER_REFUSAL_CALL,
-                              zmq_msg_data (service_frame), name_len) ||
-         !broker_auth_allows_actor (self->auth, &frames->frame[1], actor.ptr, actor.len))) {
+    if (self->auth
+        && (!broker_auth_allows (self->auth, &frames->frame[1], BROKER_REFUSAL_CALL,
+                                 zmq_msg_data (service_frame), name_len)
+            || !broker_auth_allows_actor (self->auth, &frames->frame[1], actor.ptr, actor.len))) {
         s_answer_untracked (self, service_frame, &ticket, MESH_CODE_PERMISSION_DENIED,
                             "this key may not send that request");
         return;
@@ -555,7 +555,7 @@ s_event_allowed (broker_t *self, void *from, zmq_msg_t *part)
     if (from == self->xsub)
         return broker_auth_allows (self->auth, part, BROKER_REFUSAL_PUBLISH, data, size);
     if (size == 0 || data[0] > 1)
-        return true; //  Not a subscription: XSUB ignores it
+        return true;            //  Not a subscription: XSUB ignores it
     if (!zmq_msg_gets (part, BROKER_AUTH_USER_ID))
         return true;
     if (!broker_auth_allows (self->auth, part, BROKER_REFUSAL_SUBSCRIBE, data + 1, size - 1))

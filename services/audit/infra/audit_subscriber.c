@@ -273,8 +273,8 @@ audit_subscriber_run (audit_subscriber_t *self)
     zmq_setsockopt (sub, ZMQ_LINGER, &linger, sizeof linger);
     //  Subscribe before anything else: what is published from now on is
     //  either on this socket or found by the catch-up that follows
-    if (mesh_curve_connect (self->curve, sub, self->events_sub) ||
-        zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "user.", 5)) {
+    if (mesh_curve_connect (self->curve, sub, self->events_sub)
+        || zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "user.", 5)) {
         zmq_close (sub);
         return MESH_EIO;
     }
