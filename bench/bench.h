@@ -10,6 +10,7 @@
 #ifndef MESH_BENCH_H_INCLUDED
 #define MESH_BENCH_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@ typedef struct {
     enum { BENCH_ECHO, BENCH_USER_GET, BENCH_USER_CREATE } workload;
     char (*ids)[40];            //  Borrowed: user ids for BENCH_USER_GET
     size_t id_count;
+    const mesh_curve_t *curve;  //  CURVE keys (broker mode), borrowed; NULL = plain
 } bench_client_cfg_t;
 
 //  Run the client and print one result line (key=value pairs) on stdout.

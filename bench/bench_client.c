@@ -371,7 +371,7 @@ s_run_broker (s_run_t *run)
 {
     const bench_client_cfg_t *cfg = run->cfg;
     int err = 0;
-    mesh_client_t *client = mesh_client_new (NULL, cfg->endpoints[0], &err);
+    mesh_client_t *client = mesh_client_new_curve (NULL, cfg->endpoints[0], cfg->curve, &err);
     if (!client) {
         fprintf (stderr, "mesh-bench: cannot connect to %s: %s\n", cfg->endpoints[0],
                  mesh_strerror (err));

@@ -57,6 +57,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "workers", NULL, "1", "wait-service: workers the service must have" },
     { "count", NULL, "1", "free-port: how many ports; pubsub: messages" },
     { "rate", NULL, "0", "pubsub: messages per second (0: as fast as possible)" },
+    MESH_CFG_CURVE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -198,14 +199,15 @@ s_workers_in (const void *data, size_t size, const char *service)
 //  wait-service: ask mmi.services every 50 ms until `service` has at least
 //  `workers` workers or `timeout_ms` passes. Returns 0 or 1.
 static int
-s_wait_service (const char *endpoint, const char *service, long workers, long timeout_ms)
+s_wait_service (const char *endpoint, const mesh_curve_t *curve, const char *service,
+                long workers, long timeout_ms)
 {
     void *context = zmq_ctx_new ();
     void *dealer = zmq_socket (context, ZMQ_DEALER);
     int linger = 0;
     zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
     int rc = 1;
-    if (zmq_connect (dealer, endpoint) != 0) {
+    if (mesh_curve_connect (curve, dealer, endpoint) != 0) {
         fprintf (stderr, "mesh-bench: cannot connect to %s\n", endpoint);
         goto done;
     }
@@ -407,6 +409,13 @@ main (int argc, char **argv)
     }
     const char *command = mesh_cfg_arg (cfg, 0);
     long workers = 1, timeout_ms = 10000, count = 1;
+    mesh_curve_t *curve = NULL;
+    char why[512];
+    if (mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why)) {
+        fprintf (stderr, "mesh-bench: %s\n", why);
+        mesh_cfg_destroy (&cfg);
+        return 2;
+    }
     if (strcmp (command, "direct-server") == 0)
         rc = s_direct_server (mesh_cfg_get (cfg, "bind"));
     else
@@ -417,6 +426,7 @@ main (int argc, char **argv)
         bench_client_cfg_t client = {0};
         char storage[1024];
         rc = s_client_cfg (cfg, &client, storage, sizeof storage);
+        client.curve = curve;
         if (rc == 0)
             rc = bench_client_run (&client);
         free (client.ids);
@@ -429,8 +439,8 @@ main (int argc, char **argv)
             rc = 2;
         }
         else
-            rc = s_wait_service (mesh_cfg_get (cfg, "endpoint"), mesh_cfg_get (cfg, "service"),
-                                 workers, timeout_ms);
+            rc = s_wait_service (mesh_cfg_get (cfg, "endpoint"), curve,
+                                 mesh_cfg_get (cfg, "service"), workers, timeout_ms);
     }
     else
     if (strcmp (command, "free-port") == 0) {
@@ -457,6 +467,7 @@ main (int argc, char **argv)
         fprintf (stderr, "mesh-bench: unknown command '%s' (see --help)\n", command);
         rc = 2;
     }
+    mesh_curve_destroy (&curve);
     mesh_cfg_destroy (&cfg);
     return rc;
 }

@@ -107,7 +107,7 @@ s_probe_open (gateway_t *self)
         return MESH_EIO;
     int linger = 0;
     zmq_setsockopt (self->probe, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect (self->probe, self->cfg.broker) != 0)
+    if (mesh_curve_connect (self->cfg.curve, self->probe, self->cfg.broker) != 0)
         return MESH_EINVAL;
     return 0;
 }
@@ -130,7 +130,7 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     self->context = zmq_ctx_new ();
     if (!self->context)
         goto fail;
-    self->client = mesh_client_new (self->context, cfg->broker, err);
+    self->client = mesh_client_new_curve (self->context, cfg->broker, cfg->curve, err);
     if (!self->client)
         goto fail;
     *err = s_probe_open (self);
@@ -144,7 +144,7 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     zmq_setsockopt (self->sub, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->sub, ZMQ_SUBSCRIBE, "user.", 5);
     *err = MESH_EINVAL;
-    if (zmq_connect (self->sub, cfg->events_sub) != 0)
+    if (mesh_curve_connect (cfg->curve, self->sub, cfg->events_sub) != 0)
         goto fail;
     self->sse = gateway_sse_new (self->client, self->metrics, cfg->timeout_ms);
 

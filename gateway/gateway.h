@@ -11,6 +11,8 @@
 #ifndef GATEWAY_H_INCLUDED
 #define GATEWAY_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
+
 #include <stddef.h>
 
 typedef struct gateway_s gateway_t;
@@ -27,6 +29,7 @@ typedef struct {
     int drain_ms;               //  Bound on finishing in-flight work at shutdown
     int probe_ms;               //  Interval of mmi.service probes (readiness)
     int retry_delay_ms;         //  Wait before the one retry (the broker's heartbeat)
+    const mesh_curve_t *curve;  //  CURVE keys for every mesh socket, borrowed; NULL = plain
 } gateway_cfg_t;
 
 //  Defaults of DESIGN.md (addresses must still be set).

@@ -9,6 +9,7 @@
 #include "gateway.h"
 
 #include "mesh/mesh_cfg.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_signal.h"
@@ -40,6 +41,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000",
       "the broker's heartbeat: a retry after unavailable waits this long (at most half "
       "the time left) so the broker has noticed every worker of a process that died" },
+    MESH_CFG_CURVE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -74,6 +76,10 @@ main (int argc, char **argv)
     else if (mesh_log_setup ("gateway", mesh_cfg_get (cfg, "log-level"),
                              mesh_cfg_get (cfg, "log-format")))
         problem = "bad --log-level or --log-format";
+    mesh_curve_t *curve = NULL;
+    char why[512];
+    if (!problem && mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why))
+        problem = why;
     if (problem) {
         fprintf (stderr, "mesh-gateway: %s\n", problem);
         mesh_cfg_destroy (&cfg);
@@ -91,6 +97,7 @@ main (int argc, char **argv)
     gateway_cfg.drain_ms = (int) drain_ms;
     gateway_cfg.probe_ms = (int) probe_ms;
     gateway_cfg.retry_delay_ms = (int) heartbeat_ms;
+    gateway_cfg.curve = curve;
 
     sigset_t signals;
     mesh_signal_block_shutdown (&signals);     //  Before ZeroMQ starts its threads
@@ -102,6 +109,7 @@ main (int argc, char **argv)
                      signal_fd < 0? "signalfd failed": mesh_strerror (err), NULL);
         if (signal_fd >= 0)
             close (signal_fd);
+        mesh_curve_destroy (&curve);
         mesh_cfg_destroy (&cfg);
         return 1;
     }
@@ -112,6 +120,7 @@ main (int argc, char **argv)
     rc = gateway_run (gateway, signal_fd);
     gateway_destroy (&gateway);
     close (signal_fd);
+    mesh_curve_destroy (&curve);
     mesh_cfg_destroy (&cfg);
     return rc == 0? 0: 1;
 }

@@ -124,6 +124,14 @@ s_heap_remove (mesh_client_t *self, s_pending_t *entry)
 mesh_client_t *
 mesh_client_new (void *zmq_context, const char *endpoint, int *err)
 {
+    return mesh_client_new_curve (zmq_context, endpoint, NULL, err);
+}
+
+//  --------------------------------------------------------------------------
+//  Connect to the broker, as a CURVE client when keys are given.
+mesh_client_t *
+mesh_client_new_curve (void *zmq_context, const char *endpoint, const mesh_curve_t *curve, int *err)
+{
     assert (endpoint);
     int unused;
     if (!err)
@@ -155,7 +163,7 @@ mesh_client_new (void *zmq_context, const char *endpoint, int *err)
     zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    if (zmq_connect (self->dealer, endpoint) != 0) {
+    if (mesh_curve_connect (curve, self->dealer, endpoint) != 0) {
         *err = MESH_EINVAL;
         goto fail;
     }

@@ -189,7 +189,8 @@ s_connect (mesh_worker_t *self)
     zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    if (zmq_connect (self->dealer, self->broker) != 0)
+    //  Every reconnect is a fresh socket: the keys go on each one
+    if (mesh_curve_connect (self->cfg.curve, self->dealer, self->broker))
         return MESH_EIO;
     unsigned char ready = MDP_READY;
     char credit[8];

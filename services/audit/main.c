@@ -15,6 +15,7 @@
 #include "mesh/mesh_admin.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_cfg.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_metrics.h"
@@ -44,6 +45,7 @@ static const mesh_cfg_option_t s_options[] = {
       "admin HTTP host:port for /healthz /ready /metrics (port 0: pick one)" },
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval in milliseconds" },
     { "liveness", "MESH_LIVENESS", "3", "missed heartbeats before reconnecting" },
+    MESH_CFG_CURVE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -133,6 +135,10 @@ main (int argc, char **argv)
     else if (mesh_log_setup ("audit", mesh_cfg_get (cfg, "log-level"),
                              mesh_cfg_get (cfg, "log-format")))
         problem = "bad --log-level or --log-format";
+    mesh_curve_t *curve = NULL;
+    char why[512];
+    if (!problem && mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why))
+        problem = why;
     if (problem) {
         fprintf (stderr, "mesh-audit: %s\n", problem);
         mesh_cfg_destroy (&cfg);
@@ -170,6 +176,7 @@ main (int argc, char **argv)
         .events_sub = mesh_cfg_get (cfg, "events-sub"),
         .catchup_ms = (int) catchup_ms,
         .metrics = metrics,
+        .curve = curve,
     };
     ingest = audit_subscriber_new (&ingest_cfg, &err);
     if (!ingest || pthread_create (&ingest_thread, NULL, s_run_ingest, ingest)) {
@@ -196,6 +203,7 @@ main (int argc, char **argv)
             .liveness = (int) liveness,
             .handler = audit_worker_handle,
             .handler_arg = slot->handler,
+            .curve = curve,
         };
         err = mesh_worker_pool_start (pool, &worker_cfg);
         if (err) {
@@ -229,6 +237,7 @@ done:
         zmq_ctx_term (context);
     mesh_admin_destroy (&admin);
     mesh_metrics_destroy (&metrics);
+    mesh_curve_destroy (&curve);
     mesh_cfg_destroy (&cfg);
     return exit_code;
 }

@@ -60,6 +60,20 @@ s_bind (void *socket, const char *endpoint, const char *what)
     return 0;
 }
 
+//  With CURVE: make `socket` a CURVE server and count its failed handshakes.
+static int
+s_secure (broker_t *self, void *socket, const char *what)
+{
+    if (!self->auth)
+        return 0;
+    if (mesh_curve_apply_server (self->cfg.curve, socket)
+        || broker_auth_monitor (self->auth, socket, what)) {
+        mesh_log_kv (MESH_LOG_ERROR, "cannot make socket a CURVE server", "socket", what, NULL);
+        return MESH_EIO;
+    }
+    return 0;
+}
+
 //  --------------------------------------------------------------------------
 //  Create the broker and bind its sockets.
 broker_t *
@@ -96,8 +110,21 @@ broker_new (const broker_cfg_t *cfg, int *err)
     self->context = zmq_ctx_new ();
     if (!self->context)
         goto fail;
+    if (cfg->curve) {
+        //  CURVE without a ZAP handler admits anyone who knows the server key
+        if (!cfg->curve_allow || !*cfg->curve_allow) {
+            mesh_log_kv (MESH_LOG_ERROR, "--curve-cert needs --curve-allow (allowed keys)", NULL);
+            *err = MESH_EINVAL;
+            goto fail;
+        }
+        //  The handler must be bound before the first handshake can start
+        self->auth = broker_auth_new (self->context, cfg->curve_allow, cfg->metrics, err);
+        if (!self->auth)
+            goto fail;
+        *err = MESH_EIO;
+    }
     self->router = zmq_socket (self->context, ZMQ_ROUTER);
-    if (!self->router)
+    if (!self->router || s_secure (self, self->router, "router"))
         goto fail;
     //  Mandatory: a send to a gone peer fails (EHOSTUNREACH) instead of
     //  vanishing, so we notice. Handover: a peer reconnecting with the same
@@ -114,8 +141,14 @@ broker_new (const broker_cfg_t *cfg, int *err)
     if (cfg->xsub_bind) {
         self->xsub = zmq_socket (self->context, ZMQ_XSUB);
         self->xpub = zmq_socket (self->context, ZMQ_XPUB);
-        if (!self->xsub || !self->xpub)
+        if (!self->xsub || !self->xpub || s_secure (self, self->xsub, "events-xsub")
+            || s_secure (self, self->xpub, "events-xpub"))
             goto fail;
+        //  Manual: the broker decides which subscriptions take effect
+        //  (ZMQ_SUBSCRIBE on the XPUB) instead of the XPUB applying all
+        int manual = 1;
+        if (self->auth)
+            zmq_setsockopt (self->xpub, ZMQ_XPUB_MANUAL, &manual, sizeof manual);
         zmq_setsockopt (self->xsub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
         zmq_setsockopt (self->xpub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
         if (s_bind (self->xsub, cfg->xsub_bind, "events-xsub")
@@ -150,6 +183,7 @@ broker_destroy (broker_t **self_p)
             zmq_close (self->xsub);
         if (self->xpub)
             zmq_close (self->xpub);
+        broker_auth_destroy (&self->auth);  //  Monitors and ZAP: before the context ends
         if (self->context)
             zmq_ctx_term (self->context);
         msgpack_sbuffer_destroy (&self->buffer);
@@ -225,6 +259,19 @@ s_on_mmi (broker_t *self, const broker_peer_id_t *client, zmq_msg_t *service_fra
     broker__send_client (self, client, name, body, body_size);
 }
 
+//  Answer a request for a service the broker does not track (refused, or
+//  over the service limit) with an error envelope.
+static void
+s_answer_untracked (broker_t *self, zmq_msg_t *service_frame, const broker_ticket_t *ticket,
+                    mesh_code_t code, const char *message)
+{
+    broker_service_t untracked = { .metrics = &self->unregistered_metrics };
+    size_t name_len = zmq_msg_size (service_frame);
+    memcpy (untracked.name, zmq_msg_data (service_frame), name_len);
+    untracked.name[name_len] = '\0';
+    broker__answer_error (self, &untracked, ticket, code, message);
+}
+
 //  A client request: client, "", MDPC01, service, body...
 static void
 s_on_client (broker_t *self, mdp_frames_t *frames)
@@ -248,11 +295,11 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
     ticket.received_us = self->now_us;
     zmq_msg_t *body = &frames->frame[4];
     int body_count = frames->count - 4;
-    mesh_slice_t id = { NULL, 0 };
+    mesh_slice_t id = { NULL, 0 }, actor = { NULL, 0 };
     uint64_t deadline_ms = 0;
     ticket.enveloped = body_count == 1
                     && mesh_envelope_peek (zmq_msg_data (body), zmq_msg_size (body), &id,
-                                           &deadline_ms, NULL)
+                                           &deadline_ms, self->auth? &actor: NULL)
                            == 0;
     ticket.id_len = 0;
     if (ticket.enveloped) {
@@ -261,16 +308,23 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
     }
     else
         mesh_counter_inc (self->metrics.opaque_bodies);
+    //  The frame after the routing id came off the wire: it carries the
+    //  sender's ZAP properties (name and grants)
+    if (self->auth
+        && (!broker_auth_allows (self->auth, &frames->frame[1], BROKER_REFUSAL_CALL,
+                                 zmq_msg_data (service_frame), name_len)
+            || !broker_auth_allows_actor (self->auth, &frames->frame[1], actor.ptr, actor.len))) {
+        s_answer_untracked (self, service_frame, &ticket, MESH_CODE_PERMISSION_DENIED,
+                            "this key may not send that request");
+        return;
+    }
 
     broker_service_t *service =
         broker__service_require (self, zmq_msg_data (service_frame), name_len, true);
     if (!service) {
-        broker_service_t overflow = { .metrics = &self->unregistered_metrics };
-        memcpy (overflow.name, zmq_msg_data (service_frame), name_len);
-        overflow.name[name_len] = '\0';
-        broker__answer_error (self, &overflow, &ticket, MESH_CODE_UNAVAILABLE,
-                              "the broker knows too many services to track another");
-        mesh_counter_inc (overflow.metrics->no_worker);
+        s_answer_untracked (self, service_frame, &ticket, MESH_CODE_UNAVAILABLE,
+                            "the broker knows too many services to track another");
+        mesh_counter_inc (self->unregistered_metrics.no_worker);
         return;
     }
     if (broker__dispatch (self, service, &ticket, body, body_count) == 0) {
@@ -320,6 +374,11 @@ s_on_ready (broker_t *self, broker_peer_id_t *identity, broker_worker_t *known,
     if (!mdp_service_name_valid (zmq_msg_data (service_frame), name_len)
         || (name_len >= 4 && memcmp (zmq_msg_data (service_frame), "mmi.", 4) == 0)) {
         s_malformed (self, BROKER_MALFORMED_SERVICE, "READY for an unusable service name");
+        broker__send_command (self, identity, MDP_DISCONNECT);
+        return;
+    }
+    if (self->auth && !broker_auth_allows (self->auth, &frames->frame[1], BROKER_REFUSAL_SERVE,
+                                           zmq_msg_data (service_frame), name_len)) {
         broker__send_command (self, identity, MDP_DISCONNECT);
         return;
     }
@@ -481,9 +540,34 @@ s_heartbeat (broker_t *self)
     zlistx_destroy (&dead);
 }
 
-//  Forward whole multipart messages from `from` to `to`. Returns how many.
+//  With CURVE: whether the first part of a message on the event proxy may
+//  pass. Events (from XSUB) need a `publish` prefix over their topic.
+//  Subscriptions (from XPUB, byte 1 or 0 then the topic) need a `subscribe`
+//  prefix; an allowed one is applied to the XPUB by hand (XPUB_MANUAL) for
+//  the pipe it came from, which is the last one read, so before the next
+//  read. Unsubscriptions libzmq makes itself when a subscriber leaves
+//  carry no properties: they pass (they only undo applied ones).
+static bool
+s_event_allowed (broker_t *self, void *from, zmq_msg_t *part)
+{
+    const uint8_t *data = zmq_msg_data (part);
+    size_t size = zmq_msg_size (part);
+    if (from == self->xsub)
+        return broker_auth_allows (self->auth, part, BROKER_REFUSAL_PUBLISH, data, size);
+    if (size == 0 || data[0] > 1)
+        return true;            //  Not a subscription: XSUB ignores it
+    if (!zmq_msg_gets (part, BROKER_AUTH_USER_ID))
+        return true;
+    if (!broker_auth_allows (self->auth, part, BROKER_REFUSAL_SUBSCRIBE, data + 1, size - 1))
+        return false;
+    zmq_setsockopt (self->xpub, data[0]? ZMQ_SUBSCRIBE: ZMQ_UNSUBSCRIBE, data + 1, size - 1);
+    return true;
+}
+
+//  Forward whole multipart messages from `from` to `to`, refused ones
+//  dropped (CURVE only). Returns how many were forwarded.
 static uint64_t
-s_forward (void *from, void *to)
+s_forward (broker_t *self, void *from, void *to)
 {
     uint64_t messages = 0;
     for (int batch = 0; batch < S_BATCH; batch++) {
@@ -493,11 +577,12 @@ s_forward (void *from, void *to)
             zmq_msg_close (&part);
             break;
         }
+        bool pass = !self->auth || s_event_allowed (self, from, &part);
         while (true) {
             bool more = zmq_msg_more (&part);
             //  XPUB drops at its high-water mark by design (PUB/SUB is the
             //  fast path; subscribers catch up through events.list)
-            if (zmq_msg_send (&part, to, (more? ZMQ_SNDMORE: 0) | ZMQ_DONTWAIT) < 0)
+            if (!pass || zmq_msg_send (&part, to, (more? ZMQ_SNDMORE: 0) | ZMQ_DONTWAIT) < 0)
                 zmq_msg_close (&part);
             if (!more)
                 break;
@@ -507,7 +592,7 @@ s_forward (void *from, void *to)
                 break;
             }
         }
-        messages++;
+        messages += pass;
     }
     return messages;
 }
@@ -548,13 +633,18 @@ broker_run (broker_t *self, int stop_fd)
                  self->cfg.xsub_bind, "events_xpub", self->cfg.xpub_bind, NULL);
     int64_t heartbeat_at_ms = mesh_mono_ms () + self->cfg.heartbeat_ms;
     int64_t queue_scan_at_ms = 0;
-    zmq_pollitem_t items[] = {
+    zmq_pollitem_t items[4 + 1 + BROKER_AUTH_MAX_MONITORS] = {
         { self->router, 0, ZMQ_POLLIN, 0 },
         { NULL, stop_fd, ZMQ_POLLIN, 0 },
-        { self->xsub, 0, ZMQ_POLLIN, 0 },
-        { self->xpub, 0, ZMQ_POLLIN, 0 },
+        { self->xsub, self->xsub? 0: -1, ZMQ_POLLIN, 0 },   //  poll () skips fd -1
+        { self->xpub, self->xpub? 0: -1, ZMQ_POLLIN, 0 },
     };
-    int item_count = self->xsub? 4: 2;
+    //  The ZAP handler and monitors follow the event proxy's items
+    int auth_first = 4;
+    size_t auth_count = self->auth? broker_auth_poll_items (self->auth, &items[auth_first],
+                                                            1 + BROKER_AUTH_MAX_MONITORS)
+                                  : 0;
+    int item_count = self->xsub || auth_count? 4 + (int) auth_count: 2;
     while (true) {
         int64_t now_ms = mesh_mono_ms ();
         int64_t wait_ms = heartbeat_at_ms - now_ms;
@@ -577,10 +667,14 @@ broker_run (broker_t *self, int stop_fd)
                 s_on_router (self, &frames);
                 mdp_frames_close (&frames);
             }
-        if (item_count > 2 && (items[2].revents & ZMQ_POLLIN))
-            mesh_counter_add (self->metrics.events_forwarded, s_forward (self->xsub, self->xpub));
-        if (item_count > 2 && (items[3].revents & ZMQ_POLLIN))
-            mesh_counter_add (self->metrics.subscriptions, s_forward (self->xpub, self->xsub));
+        if (auth_count)
+            broker_auth_on_poll (self->auth, &items[auth_first], auth_count);
+        if (self->xsub && (items[2].revents & ZMQ_POLLIN))
+            mesh_counter_add (self->metrics.events_forwarded,
+                              s_forward (self, self->xsub, self->xpub));
+        if (self->xsub && (items[3].revents & ZMQ_POLLIN))
+            mesh_counter_add (self->metrics.subscriptions,
+                              s_forward (self, self->xpub, self->xsub));
 
         now_ms = mesh_mono_ms ();
         if (now_ms >= heartbeat_at_ms) {

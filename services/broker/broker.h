@@ -12,6 +12,7 @@
 #ifndef BROKER_H_INCLUDED
 #define BROKER_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_metrics.h"
 
 #include <stdbool.h>
@@ -28,6 +29,8 @@ typedef struct {
     size_t max_services;        //  Services known at once, default 1000
     size_t max_frame;           //  Largest accepted message in bytes, default 1 MiB + 64 KiB
     mesh_metrics_t *metrics;    //  Borrowed; must outlive the broker
+    const mesh_curve_t *curve;  //  Own keys, borrowed; NULL = plain (no CURVE, no checks)
+    const char *curve_allow;    //  Allow-list directory; required with curve
 } broker_cfg_t;
 
 typedef struct broker_s broker_t;
@@ -37,8 +40,10 @@ broker_cfg_t
     broker_cfg_defaults (void);
 
 //  Create the broker and bind its sockets. Returns NULL with *err set
-//  (MESH_EINVAL: bad configuration; MESH_EIO: cannot bind) and a reason in
-//  the log.
+//  (MESH_EINVAL: bad configuration, e.g. curve without curve_allow;
+//  MESH_EIO: cannot bind) and a reason in the log. With `curve` every
+//  socket is a CURVE server, the broker answers ZAP itself and every
+//  message is checked against its sender's certificate (broker_auth.h).
 broker_t *
     broker_new (const broker_cfg_t *cfg, int *err);
 

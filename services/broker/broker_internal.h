@@ -10,6 +10,7 @@
 #define BROKER_INTERNAL_H_INCLUDED
 
 #include "broker.h"
+#include "broker_auth.h"
 #include "broker_metrics.h"
 #include "mesh/mdp.h"
 #include "mesh/mesh_envelope.h"
@@ -94,6 +95,7 @@ struct broker_s {
     msgpack_sbuffer buffer;     //  Builds error envelopes and MMI replies
     broker_metrics_t metrics;   //  Process-wide series
     broker_service_metrics_t unregistered_metrics;  //  Services that never had a worker
+    broker_auth_t *auth;        //  ZAP handler and checks, owned; NULL = plain broker
 };
 
 //  ---------------------------------------------------------------- workers

@@ -8,6 +8,7 @@
 #include "broker.h"
 #include "mesh/mesh_admin.h"
 #include "mesh/mesh_cfg.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_signal.h"
@@ -33,6 +34,10 @@ static const mesh_cfg_option_t s_options[] = {
       "how long a request without a deadline waits for a worker" },
     { "queue-max", "MESH_BROKER_QUEUE_MAX", "10000", "requests queued per service at most" },
     { "max-services", "MESH_BROKER_MAX_SERVICES", "1000", "services tracked at most" },
+    MESH_CFG_CURVE_OPTIONS,
+    { "curve-allow", "MESH_CURVE_ALLOW", "",
+      "directory of allowed public CURVE certificates, reloaded when it changes "
+      "(required with --curve-cert)" },
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -80,6 +85,23 @@ main (int argc, char **argv)
         mesh_cfg_destroy (&cfg);
         return 2;
     }
+    //  The broker is the CURVE server: its own certificate only
+    mesh_curve_t *curve = NULL;
+    char why[512];
+    const char *allow = mesh_cfg_get (cfg, "curve-allow");
+    rc = mesh_curve_from_cfg (cfg, false, &curve, why, sizeof why);
+    if (rc == 0 && curve && (!allow || !*allow)) {
+        snprintf (why, sizeof why,
+                  "--curve-cert needs --curve-allow (the allowed keys): "
+                  "CURVE without it would admit anyone");
+        rc = MESH_EINVAL;
+    }
+    if (rc) {
+        fprintf (stderr, "mesh-broker: %s\n", why);
+        mesh_curve_destroy (&curve);
+        mesh_cfg_destroy (&cfg);
+        return 2;
+    }
     mesh_cfg_log (cfg);
 
     //  Signals become readable on a descriptor the broker polls
@@ -94,6 +116,8 @@ main (int argc, char **argv)
     broker_cfg.xsub_bind = xsub && *xsub? xsub: NULL;
     broker_cfg.xpub_bind = xpub && *xpub? xpub: NULL;
     broker_cfg.metrics = metrics;
+    broker_cfg.curve = curve;
+    broker_cfg.curve_allow = allow;
 
     int exit_code = 1;
     int err = 0;
@@ -109,6 +133,8 @@ main (int argc, char **argv)
     broker = broker_new (&broker_cfg, &err);
     if (!broker) {
         mesh_log_kv (MESH_LOG_ERROR, "cannot start broker", "error", mesh_strerror (err), NULL);
+        if (err == MESH_EINVAL)
+            exit_code = 2; //  A setting is wrong (e.g. --curve-allow), as for flags
         goto done;
     }
     mesh_admin_set_ready (admin, true);
@@ -120,6 +146,7 @@ done:
     broker_destroy (&broker);
     mesh_admin_destroy (&admin);
     mesh_metrics_destroy (&metrics);
+    mesh_curve_destroy (&curve);
     if (signal_fd >= 0)
         close (signal_fd);
     mesh_cfg_destroy (&cfg);

@@ -19,6 +19,7 @@
 #include "mesh/mesh_admin.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_cfg.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_signal.h"
@@ -59,6 +60,7 @@ static const mesh_cfg_option_t s_options[] = {
       "admin HTTP host:port for /healthz /ready /metrics (port 0: pick one)" },
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval in milliseconds" },
     { "liveness", "MESH_LIVENESS", "3", "missed heartbeats before reconnecting" },
+    MESH_CFG_CURVE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -167,6 +169,10 @@ main (int argc, char **argv)
     else if (mesh_log_setup ("user", mesh_cfg_get (cfg, "log-level"),
                              mesh_cfg_get (cfg, "log-format")))
         problem = "bad --log-level or --log-format";
+    mesh_curve_t *curve = NULL;
+    char why[512];
+    if (!problem && mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why))
+        problem = why;
     if (problem) {
         fprintf (stderr, "mesh-user: %s\n", problem);
         mesh_cfg_destroy (&cfg);
@@ -223,6 +229,7 @@ main (int argc, char **argv)
             .handler = user_worker_handle,
             .batch_handler = user_worker_handle_batch,
             .handler_arg = slot->handler,
+            .curve = curve,
         };
         err = mesh_worker_pool_start (pool, &worker_cfg);
         if (err) {
@@ -238,6 +245,7 @@ main (int argc, char **argv)
         .batch = (int) relay_batch,
         .sweep_ms = (int) relay_sweep_ms,
         .metrics = metrics,
+        .curve = curve,
     };
     relay = user_relay_new (&relay_cfg, &err);
     if (!relay) {
@@ -287,6 +295,7 @@ done:
     user_worker_metrics_destroy (&series);
     user_pg_metrics_destroy (&pg_series);
     mesh_metrics_destroy (&metrics);
+    mesh_curve_destroy (&curve);
     mesh_cfg_destroy (&cfg);
     return exit_code;
 }

@@ -78,11 +78,7 @@ s_teardown (void)
     for (int index = 0; index < S_USERS; index++)
         user_test_stop (&s_users[index]);
     mesh_test_broker_stop (&s_broker);
-    if (s_pg.admin && *s_audit_schema) {
-        char sql[160];
-        snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", s_audit_schema);
-        PQclear (PQexec (s_pg.admin, sql));
-    }
+    mesh_test_pg_drop (s_pg.admin, s_audit_schema);
     mesh_test_pg_schema_drop (&s_pg);
 }
 

@@ -7,6 +7,7 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "mesh/mesh_cfg.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_signal.h"
 #include "mesh/mesh_worker.h"
@@ -32,6 +33,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "threads", NULL, "1", "worker threads (each a separate worker)" },
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval" },
     { "liveness", "MESH_LIVENESS", "3", "missed heartbeats before reconnecting" },
+    MESH_CFG_CURVE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -60,6 +62,12 @@ s_handle (void *arg, const mesh_request_t *request, mesh_response_t *response)
             msgpack_pack_object (response->body, *request->body);
         else
             msgpack_pack_nil (response->body);
+        return MESH_CODE_OK;
+    }
+    if (mesh_slice_eq (request->method, "actor")) {
+        //  The actor the broker let through (CURVE tests)
+        msgpack_pack_str (response->body, request->actor.len);
+        msgpack_pack_str_body (response->body, request->actor.ptr, request->actor.len);
         return MESH_CODE_OK;
     }
     if (mesh_slice_eq (request->method, "whoami")) {
@@ -113,6 +121,13 @@ main (int argc, char **argv)
         mesh_cfg_destroy (&cfg);
         return 2;
     }
+    mesh_curve_t *curve = NULL;
+    char why[512];
+    if (mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why)) {
+        fprintf (stderr, "mesh-echo-worker: %s\n", why);
+        mesh_cfg_destroy (&cfg);
+        return 2;
+    }
     sigset_t signals;
     mesh_signal_block_shutdown (&signals);     //  Before any thread starts
 
@@ -130,6 +145,7 @@ main (int argc, char **argv)
             .liveness = (int) liveness,
             .handler = s_handle,
             .handler_arg = &pool[index],
+            .curve = curve,
         };
         pool[index].worker = mesh_worker_new (&worker_cfg, NULL);
         if (!pool[index].worker) {
@@ -151,6 +167,7 @@ main (int argc, char **argv)
     free (pool);
     free (ids);
     zmq_ctx_term (context);
+    mesh_curve_destroy (&curve);
     mesh_cfg_destroy (&cfg);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "mesh_test.h"
 #include "mesh/mdp.h"
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_time.h"
 
 #include <arpa/inet.h>
@@ -230,7 +231,9 @@ s_broker_start_once (mesh_test_broker_t *broker, int heartbeat_ms, const char *c
     int64_t until = mesh_mono_ms () + 10000;
     char answer[16];
     while (mesh_mono_ms () < until && !mesh_proc_wait_exit (broker->proc, 0, NULL))
-        if (mesh_test_mmi (broker->endpoint, "mmi.service", "none", answer, sizeof answer, 500))
+        if (broker->ready_log? mesh_proc_wait_log (broker->proc, broker->ready_log, 500)
+                             : mesh_test_mmi (broker->endpoint, "mmi.service", "none", answer,
+                                              sizeof answer, 500))
             return true;
     //  Say why on stderr (ctest shows it for a failed test; a cr_log_warn
     //  would fail a test whose next try succeeds)
@@ -283,15 +286,15 @@ mesh_test_broker_stop (mesh_test_broker_t *broker)
 
 //  Send an MMI query and copy the raw reply body. Returns the body size or -1.
 static int
-s_mmi_raw (const char *endpoint, const char *mmi_service, const char *body, void *reply,
-           size_t size, int timeout_ms)
+s_mmi_raw (const char *endpoint, const mesh_curve_t *curve, const char *mmi_service,
+           const char *body, void *reply, size_t size, int timeout_ms)
 {
     void *context = zmq_ctx_new ();
     void *dealer = zmq_socket (context, ZMQ_DEALER);
     int linger = 0;
     zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
     int got = -1;
-    if (zmq_connect (dealer, endpoint) == 0) {
+    if (mesh_curve_connect (curve, dealer, endpoint) == 0) {
         zmq_send (dealer, "", 0, ZMQ_SNDMORE);
         zmq_send (dealer, MDP_CLIENT, strlen (MDP_CLIENT), ZMQ_SNDMORE);
         zmq_send (dealer, mmi_service, strlen (mmi_service), ZMQ_SNDMORE);
@@ -321,7 +324,15 @@ bool
 mesh_test_mmi (const char *endpoint, const char *mmi_service, const char *body, char *answer,
                size_t size, int timeout_ms)
 {
-    int len = s_mmi_raw (endpoint, mmi_service, body, answer, size - 1, timeout_ms);
+    return mesh_test_mmi_curve (endpoint, NULL, mmi_service, body, answer, size, timeout_ms);
+}
+
+//  --------------------------------------------------------------------------
+bool
+mesh_test_mmi_curve (const char *endpoint, const mesh_curve_t *curve, const char *mmi_service,
+                     const char *body, char *answer, size_t size, int timeout_ms)
+{
+    int len = s_mmi_raw (endpoint, curve, mmi_service, body, answer, size - 1, timeout_ms);
     if (len < 0)
         return false;
     answer[len] = '\0';
@@ -386,7 +397,7 @@ mesh_test_service_stats (const char *endpoint, const char *service,
                          mesh_test_service_stats_t *stats, int timeout_ms)
 {
     char *reply = mesh_alloc (1 << 20);
-    int len = s_mmi_raw (endpoint, "mmi.services", "", reply, 1 << 20, timeout_ms);
+    int len = s_mmi_raw (endpoint, NULL, "mmi.services", "", reply, 1 << 20, timeout_ms);
     bool valid = len > 0 && s_parse_stats (reply, (size_t) len, service, stats);
     free (reply);
     return valid;
@@ -678,6 +689,28 @@ s_span_contains (const char *from, const char *to, const char *labels)
 }
 
 //  --------------------------------------------------------------------------
+bool
+mesh_test_promtool_check (const char *text, char *output, size_t size)
+{
+    *output = '\0';
+    if (access ("/usr/bin/promtool", X_OK) != 0)
+        return true;
+    char path[] = "/tmp/mesh-metrics-XXXXXX";
+    int fd = mkstemp (path);
+    cr_assert_geq (fd, 0);
+    cr_assert_eq (write (fd, text, strlen (text)), (ssize_t) strlen (text));
+    close (fd);
+    char command[128];
+    snprintf (command, sizeof command, "/usr/bin/promtool check metrics < %s 2>&1", path);
+    FILE *check = popen (command, "r");
+    size_t got = check? fread (output, 1, size - 1, check): 0;
+    output[got] = '\0';
+    int status = check? pclose (check): -1;
+    unlink (path);
+    return status == 0;
+}
+
+//  --------------------------------------------------------------------------
 double
 mesh_test_metric (const char *text, const char *name, const char *labels)
 {
@@ -712,6 +745,17 @@ mesh_test_metric (const char *text, const char *name, const char *labels)
         line = end? end + 1: NULL;
     }
     return sum;
+}
+
+//  --------------------------------------------------------------------------
+void
+mesh_test_pg_drop (PGconn *admin, const char *name)
+{
+    if (!admin || !*name)
+        return;
+    char sql[160];
+    snprintf (sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", name);
+    PQclear (PQexec (admin, sql));
 }
 
 //  --------------------------------------------------------------------------

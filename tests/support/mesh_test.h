@@ -12,6 +12,7 @@
 #ifndef MESH_TEST_H_INCLUDED
 #define MESH_TEST_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_envelope.h"
 
 #include <libpq-fe.h>
@@ -76,6 +77,7 @@ typedef struct {
     char xsub[64];
     char xpub[64];
     char admin[64];             //  127.0.0.1:port
+    const char *ready_log;      //  When set, ready once the log holds it (not on MMI)
 } mesh_test_broker_t;
 
 //  Start mesh-broker with heartbeat `heartbeat_ms` (liveness 3) and extra
@@ -100,6 +102,11 @@ void
 bool
     mesh_test_mmi (const char *endpoint, const char *mmi_service, const char *body, char *answer,
                    size_t size, int timeout_ms);
+
+//  Same as the holder of `curve` (NULL: plain).
+bool
+    mesh_test_mmi_curve (const char *endpoint, const mesh_curve_t *curve, const char *mmi_service,
+                         const char *body, char *answer, size_t size, int timeout_ms);
 
 //  Wait until the broker reports `service` with at least `workers` workers
 //  (mmi.services). Returns true when it does within timeout_ms.
@@ -224,6 +231,12 @@ char *
 double
     mesh_test_metric (const char *text, const char *name, const char *labels);
 
+//  Check Prometheus text with promtool (Debian's prometheus package).
+//  Returns true when it passes or promtool is not installed; else false
+//  with promtool's complaint in `output` (`size` bytes).
+bool
+    mesh_test_promtool_check (const char *text, char *output, size_t size);
+
 //  --------------------------------------------------------------------------
 //  PostgreSQL: a fresh schema of the DATABASE_URL database per test
 
@@ -247,6 +260,11 @@ bool
 //  Safe on an empty *schema.
 void
     mesh_test_pg_schema_drop (mesh_test_pg_schema_t *schema);
+
+//  Drop schema `name` (CASCADE, errors ignored) on `admin`: a test's second
+//  schema (an audit log's). Nothing when `admin` is NULL or `name` empty.
+void
+    mesh_test_pg_drop (PGconn *admin, const char *name);
 
 //  Run a statement that must succeed (PGRES_COMMAND_OK or _TUPLES_OK);
 //  fails the test (cr_assert) otherwise.

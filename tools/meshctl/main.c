@@ -10,6 +10,7 @@
 #include "meshctl.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_cfg.h"
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
 
@@ -27,6 +28,8 @@ static const mesh_cfg_option_t s_options[] = {
     { "pretty", NULL, "false", "call, services --json: indented JSON (a switch)" },
     { "json", NULL, "false", "services: JSON instead of a table (a switch)" },
     { "count", NULL, NULL, "events: exit 0 after this many (malformed ones not counted)" },
+    { "dir", NULL, ".", "keygen: directory the certificate pair is written to" },
+    MESH_CFG_CURVE_OPTIONS,
     { "log-level", "MESH_LOG_LEVEL", "warn", "debug, info, warn or error" },
     { "log-format", "MESH_LOG_FORMAT", "text", "text, or json (one object per line)" },
 };
@@ -49,11 +52,16 @@ static const char s_summary[] =
     "  service NAME              ask whether NAME has workers (mmi.service): 200 or 404\n"
     "  events [TOPIC-PREFIX]     print each event as one JSON line {\"topic\",\"event\"}\n"
     "                            until Ctrl-C, --count events or --timeout of silence\n"
+    "  keygen NAME --may GRANT   write DIR/NAME.key (public) and DIR/NAME.key_secret, a\n"
+    "                            CURVE certificate pair (--dir, default .); GRANT, repeated:\n"
+    "                            serve:SERVICES call:SERVICES publish:PREFIXES\n"
+    "                            subscribe:PREFIXES delegate (lists: commas or spaces)\n"
     "\n"
     "examples:\n"
     "  meshctl call user user.get '{\"id\":\"0b6f...\"}' --pretty\n"
     "  meshctl call user user.delete '{\"id\":\"0b6f...\"}' --actor ops-alice\n"
-    "  meshctl events user. --count 10";
+    "  meshctl events user. --count 10\n"
+    "  meshctl keygen gateway --may call:user,audit --may subscribe:user. --may delegate";
 
 //  --------------------------------------------------------------------------
 //  Print the exit statuses, part of --help.
@@ -75,26 +83,45 @@ s_print_exit_codes (FILE *stream)
                  mesh_code_name ((mesh_code_t) code));
 }
 
-//  --------------------------------------------------------------------------
+//  What the command line holds besides what mesh_cfg reads.
+typedef struct {
+    char **args;                //  argv without --may, switches expanded; owned array
+    int count;                  //  Entries in args
+    const char **mays;          //  Values of --may (keygen grants, repeatable); owned array
+    size_t may_count;           //  Entries in mays
+} s_argv_t;
+
 //  Copy argv, turning a bare switch (--pretty) into --pretty=true so that
 //  mesh_cfg, whose options all take values, reads it without eating the
-//  next argument. Caller frees the array (strings are static or argv's).
-static char **
-s_expand_switches (int argc, char **argv)
+//  next argument, and taking out every --may (mesh_cfg keeps one value per
+//  option; keygen takes many). Strings are static or argv's.
+static void
+s_expand_switches (int argc, char **argv, s_argv_t *out)
 {
-    char **args = mesh_alloc ((size_t) (argc + 1) * sizeof (char *));
+    out->args = mesh_alloc ((size_t) (argc + 1) * sizeof (char *));
+    out->mays = mesh_alloc ((size_t) (argc + 1) * sizeof (char *));
+    out->count = 0;
+    out->may_count = 0;
     bool flags_done = false;
     for (int arg = 0; arg < argc; arg++) {
-        args[arg] = argv[arg];
-        if (arg == 0 || flags_done)
-            continue;
-        if (strcmp (argv[arg], "--") == 0)
-            flags_done = true;
-        for (size_t index = 0; index < sizeof s_switches / sizeof s_switches[0]; index++)
-            if (strncmp (argv[arg], "--", 2) == 0 && strcmp (argv[arg] + 2, s_switches[index]) == 0)
-                args[arg] = s_switches_on[index];
+        char *text = argv[arg];
+        if (arg > 0 && !flags_done) {
+            if (strcmp (text, "--may") == 0 && arg + 1 < argc) {
+                out->mays[out->may_count++] = argv[++arg];
+                continue;
+            }
+            if (strncmp (text, "--may=", 6) == 0) {
+                out->mays[out->may_count++] = text + 6;
+                continue;
+            }
+            if (strcmp (text, "--") == 0)
+                flags_done = true;
+            for (size_t index = 0; index < sizeof s_switches / sizeof s_switches[0]; index++)
+                if (strncmp (text, "--", 2) == 0 && strcmp (text + 2, s_switches[index]) == 0)
+                    text = s_switches_on[index];
+        }
+        out->args[out->count++] = text;
     }
-    return args;
 }
 
 //  --------------------------------------------------------------------------
@@ -161,9 +188,38 @@ s_usage (const char *message, const char *detail)
 }
 
 //  --------------------------------------------------------------------------
+//  Run one of the commands that talk to the broker.
+static int
+s_command (mesh_cfg_t *cfg, const meshctl_opts_t *opts, const char *command, size_t args)
+{
+    if (strcmp (command, "call") == 0) {
+        if (args != 4)
+            return s_usage ("usage: meshctl call SERVICE METHOD JSON", NULL);
+        return meshctl_call (opts, mesh_cfg_arg (cfg, 1), mesh_cfg_arg (cfg, 2),
+                             mesh_cfg_arg (cfg, 3));
+    }
+    if (strcmp (command, "services") == 0) {
+        if (args != 1)
+            return s_usage ("usage: meshctl services", NULL);
+        return meshctl_services (opts);
+    }
+    if (strcmp (command, "service") == 0) {
+        if (args != 2)
+            return s_usage ("usage: meshctl service NAME", NULL);
+        return meshctl_service (opts, mesh_cfg_arg (cfg, 1));
+    }
+    if (strcmp (command, "events") == 0) {
+        if (args > 2)
+            return s_usage ("usage: meshctl events [TOPIC-PREFIX]", NULL);
+        return meshctl_events (opts, args == 2? mesh_cfg_arg (cfg, 1): "");
+    }
+    return s_usage ("unknown command: ", command);
+}
+
+//  --------------------------------------------------------------------------
 //  Run the command named by the first positional argument.
 static int
-s_run (mesh_cfg_t *cfg)
+s_run (mesh_cfg_t *cfg, const s_argv_t *argv)
 {
     if (mesh_log_setup ("meshctl", mesh_cfg_get (cfg, "log-level"),
                         mesh_cfg_get (cfg, "log-format")))
@@ -175,29 +231,23 @@ s_run (mesh_cfg_t *cfg)
     size_t args = mesh_cfg_argc (cfg);
     const char *command = mesh_cfg_arg (cfg, 0);
     if (!command)
-        return s_usage ("no command: call, services, service or events", NULL);
-    if (strcmp (command, "call") == 0) {
-        if (args != 4)
-            return s_usage ("usage: meshctl call SERVICE METHOD JSON", NULL);
-        return meshctl_call (&opts, mesh_cfg_arg (cfg, 1), mesh_cfg_arg (cfg, 2),
-                             mesh_cfg_arg (cfg, 3));
-    }
-    if (strcmp (command, "services") == 0) {
-        if (args != 1)
-            return s_usage ("usage: meshctl services", NULL);
-        return meshctl_services (&opts);
-    }
-    if (strcmp (command, "service") == 0) {
+        return s_usage ("no command: call, services, service, events or keygen", NULL);
+    if (strcmp (command, "keygen") == 0) {
         if (args != 2)
-            return s_usage ("usage: meshctl service NAME", NULL);
-        return meshctl_service (&opts, mesh_cfg_arg (cfg, 1));
+            return s_usage ("usage: meshctl keygen NAME [--may GRANT]... [--dir DIR]", NULL);
+        return meshctl_keygen (mesh_cfg_arg (cfg, 1), mesh_cfg_get (cfg, "dir"), argv->mays,
+                               argv->may_count);
     }
-    if (strcmp (command, "events") == 0) {
-        if (args > 2)
-            return s_usage ("usage: meshctl events [TOPIC-PREFIX]", NULL);
-        return meshctl_events (&opts, args == 2? mesh_cfg_arg (cfg, 1): "");
-    }
-    return s_usage ("unknown command: ", command);
+    if (argv->may_count)
+        return s_usage ("--may is for keygen", NULL);
+    mesh_curve_t *curve = NULL;
+    char why[512];
+    if (mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why))
+        return s_usage (why, NULL);
+    opts.curve = curve;
+    rc = s_command (cfg, &opts, command, args);
+    mesh_curve_destroy (&curve);
+    return rc;
 }
 
 //  --------------------------------------------------------------------------
@@ -245,11 +295,12 @@ meshctl_json_text (const char *text, size_t len)
 int
 main (int argc, char **argv)
 {
-    char **args = s_expand_switches (argc, argv);
+    s_argv_t expanded;
+    s_expand_switches (argc, argv, &expanded);
     mesh_cfg_t *cfg = mesh_cfg_new ("meshctl", "[options] COMMAND [ARGS]", s_summary, s_options,
                                     S_OPTION_COUNT);
     int status;
-    int rc = mesh_cfg_parse (cfg, argc, args);
+    int rc = mesh_cfg_parse (cfg, expanded.count, expanded.args);
     if (rc == MESH_CFG_HELP) {
         mesh_cfg_print_help (cfg, stdout);
         s_print_exit_codes (stdout);
@@ -266,8 +317,9 @@ main (int argc, char **argv)
         status = MESHCTL_EXIT_USAGE;
     }
     else
-        status = s_run (cfg);
+        status = s_run (cfg, &expanded);
     mesh_cfg_destroy (&cfg);
-    free (args);
+    free (expanded.args);
+    free (expanded.mays);
     return status;
 }

@@ -9,6 +9,8 @@
 #ifndef MESHCTL_H_INCLUDED
 #define MESHCTL_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,6 +39,7 @@ typedef struct {
     bool pretty;                //  Indented JSON output
     bool json;                  //  `services`: JSON instead of a table
     long count;                 //  `events`: stop after this many, 0 = never
+    const mesh_curve_t *curve;  //  CURVE keys, or NULL (plain); the name is call's actor
 } meshctl_opts_t;
 
 //  Timeout for commands that wait for a reply: --timeout or 5000 ms.
@@ -60,6 +63,13 @@ int
 //  --timeout of silence.
 int
     meshctl_events (const meshctl_opts_t *opts, const char *prefix);
+
+//  `keygen NAME --may ...`: write DIR/NAME.key and DIR/NAME.key_secret
+//  (DIR "." when NULL) with the grants of `mays` (serve:LIST, call:LIST,
+//  publish:PREFIXES, subscribe:PREFIXES, delegate). Never overwrites.
+int
+    meshctl_keygen (const char *name, const char *dir, const char *const *mays,
+                    size_t may_count);
 
 //  Write `value` to `stream` as one line (indented when `pretty`) and
 //  flush. Returns 0 or -1 when the stream fails. Does not take the value.

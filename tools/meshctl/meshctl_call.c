@@ -127,7 +127,7 @@ meshctl_call (const meshctl_opts_t *opts, const char *service, const char *metho
         status = MESHCTL_EXIT_USAGE;
         goto done;
     }
-    client = mesh_client_new (NULL, opts->broker, &rc);
+    client = mesh_client_new_curve (NULL, opts->broker, opts->curve, &rc);
     if (!client) {
         mesh_log_error ("cannot connect to %s: %s", opts->broker, mesh_strerror (rc));
         status = rc == MESH_EINVAL? MESHCTL_EXIT_USAGE: MESHCTL_EXIT_FAILURE;
@@ -141,7 +141,11 @@ meshctl_call (const meshctl_opts_t *opts, const char *service, const char *metho
         .timeout_ms = meshctl_reply_timeout_ms (opts),
         .id = opts->id,
         .idem = opts->idem,
-        .actor = opts->actor,
+        //  --actor wins; else, with CURVE, the key's name (the broker checks
+        //  an actor against the key: say who we are)
+        .actor = opts->actor                                         ? opts->actor
+               : opts->curve && *mesh_curve_name (opts->curve)? mesh_curve_name (opts->curve)
+                                                                : NULL,
     };
     mesh_reply_t reply;
     rc = mesh_client_call (client, &call, &reply);

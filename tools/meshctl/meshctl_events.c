@@ -207,7 +207,7 @@ meshctl_events (const meshctl_opts_t *opts, const char *prefix)
     int linger = 0;
     zmq_setsockopt (subscriber, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (subscriber, ZMQ_SUBSCRIBE, prefix, strlen (prefix));
-    if (zmq_connect (subscriber, opts->events) != 0) {
+    if (mesh_curve_connect (opts->curve, subscriber, opts->events) != 0) {
         mesh_log_error ("cannot connect to %s: %s", opts->events, zmq_strerror (errno));
         status = MESHCTL_EXIT_USAGE;
         goto done;

@@ -43,7 +43,7 @@ s_mmi_request (const meshctl_opts_t *opts, const char *service, const char *requ
     }
     int linger = 0;             //  An unanswered request must not hold up exit
     zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect (dealer, opts->broker) != 0) {
+    if (mesh_curve_connect (opts->curve, dealer, opts->broker) != 0) {
         mesh_log_error ("cannot connect to %s: %s", opts->broker, zmq_strerror (errno));
         status = MESHCTL_EXIT_USAGE;        //  Only a bad endpoint fails here
         goto done;

@@ -13,6 +13,7 @@
 #ifndef MESH_CLIENT_H_INCLUDED
 #define MESH_CLIENT_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_err.h"
 
@@ -52,6 +53,12 @@ typedef struct {
 //  *err set (MESH_EINVAL: bad endpoint; MESH_EIO).
 mesh_client_t *
     mesh_client_new (void *zmq_context, const char *endpoint, int *err);
+
+//  Same, as a CURVE client when `curve` is not NULL (borrowed; only read
+//  here). Returns NULL with *err MESH_EINVAL also when `curve` has no
+//  server certificate.
+mesh_client_t *mesh_client_new_curve (void *zmq_context, const char *endpoint,
+                                      const mesh_curve_t *curve, int *err);
 
 //  Close (pending requests are forgotten); nulls the caller's pointer.
 void

@@ -18,6 +18,7 @@
 #ifndef MESH_WORKER_H_INCLUDED
 #define MESH_WORKER_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_err.h"
 
@@ -72,6 +73,7 @@ typedef struct {
     mesh_handler_fn *handler;   //  One of handler and batch_handler is required
     mesh_batch_handler_fn *batch_handler;   //  Used instead of handler when set
     void *handler_arg;          //  Passed to the handler
+    const mesh_curve_t *curve;  //  CURVE keys (borrowed, must outlive the worker); NULL = plain
 } mesh_worker_cfg_t;
 
 //  Create a worker (does not connect yet). Returns NULL with *err set when

@@ -46,6 +46,7 @@ typedef struct {
 struct audit_subscriber_s {
     char *conninfo, *schema, *broker, *events_sub;
     void *zmq_context;
+    const mesh_curve_t *curve; //  CURVE keys, borrowed, or NULL
     int catchup_ms;
     int stop_fd;
     atomic_bool stopping;
@@ -75,6 +76,7 @@ audit_subscriber_new (const audit_subscriber_cfg_t *cfg, int *err)
     self->broker = mesh_strndup (cfg->broker, strlen (cfg->broker));
     self->events_sub = mesh_strndup (cfg->events_sub, strlen (cfg->events_sub));
     self->zmq_context = cfg->zmq_context;
+    self->curve = cfg->curve;
     self->catchup_ms = cfg->catchup_ms;
     self->stop_fd = stop_fd;
     atomic_init (&self->stopping, false);
@@ -271,12 +273,14 @@ audit_subscriber_run (audit_subscriber_t *self)
     zmq_setsockopt (sub, ZMQ_LINGER, &linger, sizeof linger);
     //  Subscribe before anything else: what is published from now on is
     //  either on this socket or found by the catch-up that follows
-    if (zmq_connect (sub, self->events_sub) || zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "user.", 5)) {
+    if (mesh_curve_connect (self->curve, sub, self->events_sub)
+        || zmq_setsockopt (sub, ZMQ_SUBSCRIBE, "user.", 5)) {
         zmq_close (sub);
         return MESH_EIO;
     }
     int err = 0;
-    mesh_client_t *client = mesh_client_new (self->zmq_context, self->broker, &err);
+    mesh_client_t *client =
+        mesh_client_new_curve (self->zmq_context, self->broker, self->curve, &err);
     if (!client) {
         zmq_close (sub);
         return MESH_EIO;

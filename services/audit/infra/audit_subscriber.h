@@ -13,6 +13,7 @@
 #ifndef AUDIT_SUBSCRIBER_H_INCLUDED
 #define AUDIT_SUBSCRIBER_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_metrics.h"
 
 #include <stdbool.h>
@@ -25,6 +26,7 @@ typedef struct {
     const char *events_sub;     //  Broker XPUB; copied
     int catchup_ms;             //  Periodic catch-up interval
     mesh_metrics_t *metrics;    //  Borrowed; may be NULL
+    const mesh_curve_t *curve;  //  CURVE keys for both sockets, borrowed; NULL = plain
 } audit_subscriber_cfg_t;
 
 typedef struct audit_subscriber_s audit_subscriber_t;

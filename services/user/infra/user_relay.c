@@ -97,6 +97,7 @@ struct user_relay_s {
     char *conninfo;             //  Owned
     char *events_pub;           //  Owned
     void *zmq_context;          //  Borrowed
+    const mesh_curve_t *curve;  //  CURVE keys, borrowed, or NULL
     int batch;
     int sweep_ms;
     int stop_fd;                //  eventfd: readable once stop is asked
@@ -139,6 +140,7 @@ user_relay_new (const user_relay_cfg_t *cfg, int *err)
     self->conninfo = mesh_strndup (cfg->conninfo, strlen (cfg->conninfo));
     self->events_pub = mesh_strndup (cfg->events_pub, strlen (cfg->events_pub));
     self->zmq_context = cfg->zmq_context;
+    self->curve = cfg->curve;
     self->batch = batch;
     self->sweep_ms = sweep_ms;
     self->stop_fd = stop_fd;
@@ -477,7 +479,7 @@ s_open_pub (user_relay_t *self)
     int hwm = S_PUB_HWM, linger = S_PUB_LINGER_MS;
     zmq_setsockopt (self->pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->pub, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect (self->pub, self->events_pub)) {
+    if (mesh_curve_connect (self->curve, self->pub, self->events_pub)) {
         mesh_log_kv (MESH_LOG_ERROR, "relay: cannot connect the events socket", "endpoint",
                      self->events_pub, "error", zmq_strerror (zmq_errno ()), NULL);
         zmq_close (self->pub);

@@ -25,6 +25,7 @@
 #ifndef USER_RELAY_H_INCLUDED
 #define USER_RELAY_H_INCLUDED
 
+#include "mesh/mesh_curve.h"
 #include "mesh/mesh_metrics.h"
 
 #define USER_RELAY_DEFAULT_BATCH 500
@@ -37,6 +38,7 @@ typedef struct {
     int batch;                  //  Rows numbered per transaction; 0 = default
     int sweep_ms;               //  Sweep and standby retry interval; 0 = default
     mesh_metrics_t *metrics;    //  Borrowed; may be NULL
+    const mesh_curve_t *curve;  //  CURVE keys, borrowed (must outlive the relay); NULL = plain
 } user_relay_cfg_t;
 
 typedef struct user_relay_s user_relay_t;
