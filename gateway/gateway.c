@@ -24,6 +24,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,8 @@ gateway_cfg_defaults (void)
         .drain_ms = 10000,
         .probe_ms = 250,
         .retry_delay_ms = 1000,
+        .auth = { .leeway_s = 30, .cache_entries = 1024 },
+        .rate_table = 4096,
     };
     return cfg;
 }
@@ -112,6 +115,66 @@ s_probe_open (gateway_t *self)
     return 0;
 }
 
+//  True when the settings name any credential source.
+static bool
+s_auth_configured (const gateway_auth_cfg_t *auth)
+{
+    return (auth->hs256_secret_files && *auth->hs256_secret_files)
+        || (auth->public_key_files && *auth->public_key_files)
+        || (auth->api_keys_file && *auth->api_keys_file);
+}
+
+//  Authentication, rate limit, CORS and the TLS files. Returns 0, or
+//  MESH_EINVAL after logging what is wrong.
+static int
+s_security_new (gateway_t *self, const gateway_cfg_t *cfg)
+{
+    char error[512] = "";
+    if (s_auth_configured (&cfg->auth)) {
+        self->auth = gateway_auth_new (&cfg->auth, error, sizeof error);
+        if (!self->auth)
+            goto fail;
+    }
+    else
+        mesh_log_kv (MESH_LOG_WARN, "no credentials configured: the HTTP API is open to anyone",
+                     NULL);
+    if (cfg->rate_limit > 0) {
+        gateway_ratelimit_cfg_t limit = {
+            .rate = cfg->rate_limit,
+            .burst = cfg->rate_burst? cfg->rate_burst
+                                    : (cfg->rate_limit < 1? 1: (unsigned int) cfg->rate_limit),
+            .entries = cfg->rate_table,
+        };
+        self->ratelimit = gateway_ratelimit_new (&limit);
+    }
+    self->cors = gateway_cors_new (cfg->cors_origins);
+    bool has_cert = cfg->tls_cert_file && *cfg->tls_cert_file;
+    bool has_key = cfg->tls_key_file && *cfg->tls_key_file;
+    if (has_cert != has_key) {
+        snprintf (error, sizeof error, "HTTPS needs both a certificate and a key file");
+        goto fail;
+    }
+    if (has_cert) {
+        if (MHD_is_feature_supported (MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf (error, sizeof error, "this libmicrohttpd has no TLS support");
+            goto fail;
+        }
+        size_t len = 0;
+        self->tls_cert = gateway_read_file (cfg->tls_cert_file, 1024 * 1024, &len, error,
+                                            sizeof error);
+        if (!self->tls_cert)
+            goto fail;
+        self->tls_key = gateway_read_file (cfg->tls_key_file, 1024 * 1024, &len, error,
+                                           sizeof error);
+        if (!self->tls_key)
+            goto fail;
+    }
+    return 0;
+fail:
+    mesh_log_kv (MESH_LOG_ERROR, "bad security settings", "error", error, NULL);
+    return MESH_EINVAL;
+}
+
 //  --------------------------------------------------------------------------
 //  Bind the HTTP port and connect to the mesh.
 gateway_t *
@@ -126,6 +189,9 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     self->cfg = *cfg;
     self->registry = mesh_metrics_new ();
     self->metrics = gateway_metrics_new (self->registry);
+    *err = s_security_new (self, cfg);
+    if (*err)
+        goto fail;
     *err = MESH_EIO;
     self->context = zmq_ctx_new ();
     if (!self->context)
@@ -157,10 +223,19 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_DUAL_STACK;
+    if (self->tls_cert)
+        flags |= MHD_USE_TLS;
     *err = MESH_EIO;
+    //  MHD keeps pointers to the PEM texts: they live as long as self
+    struct MHD_OptionItem tls_options[] = {
+        { MHD_OPTION_HTTPS_MEM_CERT, 0, self->tls_cert },
+        { MHD_OPTION_HTTPS_MEM_KEY, 0, self->tls_key },
+        { MHD_OPTION_END, 0, NULL },
+    };
     self->daemon = MHD_start_daemon (
         flags, (uint16_t) port, NULL, NULL, gateway__on_access, self,
         MHD_OPTION_EXTERNAL_LOGGER, s_on_mhd_log, self,
+        MHD_OPTION_ARRAY, self->tls_cert? tls_options: &tls_options[2],
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *) &addr,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
@@ -200,6 +275,13 @@ gateway_destroy (gateway_t **self_p)
         mesh_client_destroy (&self->client);
         gateway__free_requests (self);
         gateway_sse_destroy (&self->sse);
+        gateway_auth_destroy (&self->auth);
+        gateway_ratelimit_destroy (&self->ratelimit);
+        gateway_cors_destroy (&self->cors);
+        free (self->tls_cert);
+        if (self->tls_key)
+            OPENSSL_cleanse (self->tls_key, strlen (self->tls_key));
+        free (self->tls_key);
         if (self->probe)
             zmq_close (self->probe);
         if (self->sub)

@@ -11,6 +11,8 @@
 #ifndef GATEWAY_H_INCLUDED
 #define GATEWAY_H_INCLUDED
 
+#include "gateway_auth.h"
+
 #include <stddef.h>
 
 typedef struct gateway_s gateway_t;
@@ -27,6 +29,15 @@ typedef struct {
     int drain_ms;               //  Bound on finishing in-flight work at shutdown
     int probe_ms;               //  Interval of mmi.service probes (readiness)
     int retry_delay_ms;         //  Wait before the one retry (the broker's heartbeat)
+    //  Security (docs/security.md). Authentication is on when the auth
+    //  settings name any credential source (JWT keys or an API keys file)
+    gateway_auth_cfg_t auth;    //  Strings borrowed from the caller
+    const char *cors_origins;   //  Comma list of allowed origins; NULL/"": none
+    double rate_limit;          //  Requests per second per caller; 0: no limit
+    unsigned int rate_burst;    //  Bucket size (0: rate, at least 1)
+    size_t rate_table;          //  Callers remembered at most
+    const char *tls_cert_file;  //  PEM certificate chain: HTTPS when set (with the key)
+    const char *tls_key_file;   //  PEM private key
 } gateway_cfg_t;
 
 //  Defaults of DESIGN.md (addresses must still be set).
@@ -34,7 +45,8 @@ gateway_cfg_t
     gateway_cfg_defaults (void);
 
 //  Bind the HTTP port and connect to the mesh. Returns NULL with *err:
-//  MESH_EINVAL (bad address or endpoint) or MESH_EIO (cannot bind).
+//  MESH_EINVAL (bad address or endpoint, unreadable or invalid key,
+//  certificate or API keys file: logged) or MESH_EIO (cannot bind).
 gateway_t *
     gateway_new (const gateway_cfg_t *cfg, int *err);
 
