@@ -13,7 +13,10 @@
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_signal.h"
 
+#include <errno.h>
+#include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/signalfd.h>
@@ -67,6 +70,17 @@ static const mesh_cfg_option_t s_options[] = {
     MESH_CFG_LOG_OPTIONS,
 };
 
+//  A non-negative decimal number of at most 1e6, nothing around it.
+static bool
+s_parse_rate (const char *text, double *rate)
+{
+    char *end = NULL;
+    errno = 0;
+    *rate = text? strtod (text, &end): 0;
+    return text && *text && end && !*end && errno == 0 && isfinite (*rate) && *rate >= 0
+        && *rate <= 1e6;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -82,7 +96,7 @@ main (int argc, char **argv)
     gateway_cfg_t gateway_cfg = gateway_cfg_defaults ();
     long timeout_ms = 0, max_body = 0, max_header = 0, max_connections = 0, idle_s = 0;
     long drain_ms = 0, probe_ms = 0, heartbeat_ms = 0;
-    long leeway_s = 0, jwt_cache = 0, rate_limit = 0, rate_burst = 0, rate_table = 0;
+    long leeway_s = 0, jwt_cache = 0, rate_burst = 0, rate_table = 0;
     if (rc == 0
         && (mesh_cfg_get_long (cfg, "timeout-ms", 1, 600000, &timeout_ms)
             || mesh_cfg_get_long (cfg, "max-body", 1, 64L * 1024 * 1024, &max_body)
@@ -94,12 +108,15 @@ main (int argc, char **argv)
             || mesh_cfg_get_long (cfg, "heartbeat-ms", 10, 600000, &heartbeat_ms)
             || mesh_cfg_get_long (cfg, "jwt-leeway-s", 0, 600, &leeway_s)
             || mesh_cfg_get_long (cfg, "jwt-cache", 0, 1000000, &jwt_cache)
-            || mesh_cfg_get_long (cfg, "rate-limit", 0, 1000000, &rate_limit)
             || mesh_cfg_get_long (cfg, "rate-burst", 0, 1000000, &rate_burst)
             || mesh_cfg_get_long (cfg, "rate-table", 8, 10000000, &rate_table)))
         rc = MESH_EINVAL;
+    //  A rate may be below one a second (0.1: one request every 10 s)
+    double rate_limit = 0;
     const char *problem = NULL;
-    if (rc)
+    if (rc == 0 && !s_parse_rate (mesh_cfg_get (cfg, "rate-limit"), &rate_limit))
+        problem = "--rate-limit must be a number of requests per second from 0 to 1000000";
+    else if (rc)
         problem = mesh_cfg_error (cfg);
     else if (mesh_log_setup ("gateway", mesh_cfg_get (cfg, "log-level"),
                              mesh_cfg_get (cfg, "log-format")))
@@ -128,7 +145,7 @@ main (int argc, char **argv)
     gateway_cfg.auth.leeway_s = (int) leeway_s;
     gateway_cfg.auth.cache_entries = (size_t) jwt_cache;
     gateway_cfg.auth.api_keys_file = mesh_cfg_get (cfg, "api-keys-file");
-    gateway_cfg.rate_limit = (double) rate_limit;
+    gateway_cfg.rate_limit = rate_limit;
     gateway_cfg.rate_burst = (unsigned int) rate_burst;
     gateway_cfg.rate_table = (size_t) rate_table;
     gateway_cfg.cors_origins = mesh_cfg_get (cfg, "cors-origins");

@@ -53,6 +53,16 @@ jwt_test_keys_make (jwt_test_keys_t *keys)
 }
 
 //  --------------------------------------------------------------------------
+//  The signers of `keys`.
+void
+jwt_test_signers (const jwt_test_keys_t *keys, jwt_test_signer_t *signers)
+{
+    signers[0] = (jwt_test_signer_t){JWT_ALG_HS256, keys->hs_secret};
+    signers[1] = (jwt_test_signer_t){JWT_ALG_RS256, keys->rsa_private};
+    signers[2] = (jwt_test_signer_t){JWT_ALG_ES256, keys->ec_private};
+}
+
+//  --------------------------------------------------------------------------
 //  Remove the directory and its files.
 void
 jwt_test_keys_remove (jwt_test_keys_t *keys)

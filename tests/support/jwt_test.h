@@ -29,6 +29,17 @@ typedef struct {
     char tls_key[128];
 } jwt_test_keys_t;
 
+//  A way to sign: an algorithm and the file of its signing key.
+typedef struct {
+    jwt_alg_t alg;
+    const char *key; //  Borrowed from the keys
+} jwt_test_signer_t;
+
+#define JWT_TEST_SIGNERS 3 //  HS256, RS256, ES256: what the gateway verifies
+
+//  The signers of `keys` into `signers` (JWT_TEST_SIGNERS of them).
+void jwt_test_signers (const jwt_test_keys_t *keys, jwt_test_signer_t *signers);
+
 //  Make every key. Fails the test (cr_assert) when openssl cannot.
 void jwt_test_keys_make (jwt_test_keys_t *keys);
 

@@ -99,15 +99,9 @@ s_expect_claims_refused (gateway_auth_t *auth, const char *claims, const char *w
 Test (gateway_auth, valid_tokens_of_each_algorithm)
 {
     gateway_auth_t *auth = s_auth_all ();
-    const struct {
-        jwt_alg_t alg;
-        const char *key;
-    } cases[] = {
-        {JWT_ALG_HS256, s_keys.hs_secret},
-        {JWT_ALG_RS256, s_keys.rsa_private},
-        {JWT_ALG_ES256, s_keys.ec_private},
-    };
-    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+    jwt_test_signer_t cases[JWT_TEST_SIGNERS];
+    jwt_test_signers (&s_keys, cases);
+    for (size_t index = 0; index < JWT_TEST_SIGNERS; index++) {
         char *token = s_token (cases[index].alg, cases[index].key, 300, NULL);
         gateway_identity_t identity;
         char why[192] = "";
