@@ -262,6 +262,41 @@ Test (gateway_auth, api_keys_reach_the_service_with_their_name)
     s_expect_reached (&response, 200, "user.get", "reader");
 }
 
+Test (gateway_auth, a_key_from_meshctl_works_without_a_restart)
+{
+    char bin[1024], command[1200], key[128] = "", line[256] = "";
+    snprintf (command, sizeof command, "%s apikey new-bot --scopes users:read",
+              mesh_test_bin ("meshctl", bin, sizeof bin));
+    FILE *output = popen (command, "r");
+    cr_assert_not_null (output);
+    cr_assert_not_null (fgets (key, sizeof key, output));
+    cr_assert_not_null (fgets (line, sizeof line, output));
+    cr_assert_eq (pclose (output), 0);
+    key[strcspn (key, "\n")] = '\0';
+    cr_assert_eq (strncmp (key, "zmk_", 4), 0, "%s", key);
+    mesh_test_http_response_t response = s_call ("GET", S_USER_URL, key, NULL);
+    s_expect_401 (&response, NULL);
+    FILE *file = fopen (s_api_keys, "a");
+    cr_assert_not_null (file);
+    fputs (line, file);
+    fclose (file);
+    //  The gateway looks at the file once a second: poll, bounded
+    int64_t until = mesh_mono_ms () + 10000;
+    long status = 0;
+    while (status != 200 && mesh_mono_ms () < until) {
+        response = s_call ("GET", S_USER_URL, key, NULL);
+        status = response.status;
+        if (status != 200)
+            mesh_test_http_response_free (&response);
+        else
+            s_expect_reached (&response, 200, "user.get", "new-bot");
+        if (status != 200)
+            mesh_proc_wait_exit (s_mesh.gateway, 100, NULL);
+    }
+    cr_assert_eq (status, 200, "the new key was not accepted");
+    cr_assert (mesh_proc_wait_log (s_mesh.gateway, "API keys reloaded", 1000));
+}
+
 //  Expect 403 insufficient_scope naming `scope`.
 static void
 s_expect_403 (mesh_test_http_response_t *response, const char *scope)

@@ -26,6 +26,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "pretty", NULL, "false", "call, services --json: indented JSON (a switch)" },
     { "json", NULL, "false", "services: JSON instead of a table (a switch)" },
     { "count", NULL, NULL, "events: exit 0 after this many (malformed ones not counted)" },
+    { "scopes", NULL, NULL, "apikey: comma list of users:read, users:write, audit:read, events:read" },
     { "log-level", "MESH_LOG_LEVEL", "warn", "debug, info, warn or error" },
     { "log-format", "MESH_LOG_FORMAT", "text", "text, or json (one object per line)" },
 };
@@ -48,6 +49,8 @@ static const char s_summary[] =
     "  service NAME              ask whether NAME has workers (mmi.service): 200 or 404\n"
     "  events [TOPIC-PREFIX]     print each event as one JSON line {\"topic\",\"event\"}\n"
     "                            until Ctrl-C, --count events or --timeout of silence\n"
+    "  apikey NAME --scopes S,S  a new API key for mesh-gateway: line 1 the key (shown\n"
+    "                            once), line 2 its line for MESH_GATEWAY_API_KEYS_FILE\n"
     "\n"
     "examples:\n"
     "  meshctl call user user.get '{\"id\":\"0b6f...\"}' --pretty\n"
@@ -188,6 +191,11 @@ s_run (mesh_cfg_t *cfg)
         if (args != 2)
             return s_usage ("usage: meshctl service NAME", NULL);
         return meshctl_service (&opts, mesh_cfg_arg (cfg, 1));
+    }
+    if (strcmp (command, "apikey") == 0) {
+        if (args != 2)
+            return s_usage ("usage: meshctl apikey NAME --scopes SCOPE[,SCOPE...]", NULL);
+        return meshctl_apikey (mesh_cfg_arg (cfg, 1), mesh_cfg_get (cfg, "scopes"));
     }
     if (strcmp (command, "events") == 0) {
         if (args > 2)

@@ -60,6 +60,10 @@ int
 int
     meshctl_events (const meshctl_opts_t *opts, const char *prefix);
 
+//  `apikey NAME --scopes S,S`: print a new API key and its keys-file line.
+int
+    meshctl_apikey (const char *name, const char *scopes);
+
 //  Write `value` to `stream` as one line (indented when `pretty`) and
 //  flush. Returns 0 or -1 when the stream fails. Does not take the value.
 int
