@@ -38,6 +38,7 @@ typedef struct {
     size_t rate_table;          //  Callers remembered at most
     const char *tls_cert_file;  //  PEM certificate chain: HTTPS when set (with the key)
     const char *tls_key_file;   //  PEM private key
+    const char *admin_addr;     //  "host:port" for /healthz /ready /metrics only; NULL/"": the HTTP port
 } gateway_cfg_t;
 
 //  Defaults of DESIGN.md (addresses must still be set).
@@ -57,6 +58,11 @@ void
 //  The HTTP port bound.
 int
     gateway_port (const gateway_t *self);
+
+//  The admin port bound (plain HTTP), or 0 when the admin routes are served
+//  on the HTTP port (no admin_addr).
+int
+    gateway_admin_port (const gateway_t *self);
 
 //  Serve until `signal_fd` (a signalfd of the shutdown signals) is
 //  readable, then drain: /ready answers 503 at once, event streams end,

@@ -42,6 +42,8 @@ struct gateway_s {
     gateway_random_t random;    //  Request ids and trace ids
     struct MHD_Daemon *daemon;  //  HTTP server, owned
     int port;                   //  HTTP port bound
+    struct MHD_Daemon *admin_daemon;    //  Admin routes only, owned; NULL: on `daemon`
+    int admin_port;             //  Its port, 0 when none
     void *context;              //  ZeroMQ context, owned
     mesh_client_t *client;      //  Mesh calls, owned
     void *probe;                //  DEALER for mmi.service, owned

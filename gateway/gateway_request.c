@@ -484,6 +484,21 @@ s_admit (gateway_request_t *request, enum MHD_Result *result)
     return true;
 }
 
+//  With a separate admin address: true when the route is served on the
+//  server the request came to (/healthz, /ready, /metrics on the admin
+//  one, everything else on the API one).
+static bool
+s_on_its_server (gateway_request_t *request)
+{
+    gateway_route_id_t id = request->route->id;
+    bool admin_route = id == GATEWAY_ROUTE_HEALTHZ || id == GATEWAY_ROUTE_READY
+                    || id == GATEWAY_ROUTE_METRICS;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (
+        request->connection, MHD_CONNECTION_INFO_DAEMON);
+    bool on_admin = info && info->daemon == request->owner->admin_daemon;
+    return admin_route == on_admin;
+}
+
 //  What the headers decide. Returns MHD_YES to go on reading the body.
 static enum MHD_Result
 s_on_headers (gateway_request_t *request, const char *url, const char *method)
@@ -501,6 +516,8 @@ s_on_headers (gateway_request_t *request, const char *url, const char *method)
     request->method = gateway_method_parse (method);
     gateway_metrics_request_started (self->metrics);
 
+    if (self->admin_daemon && !s_on_its_server (request))
+        request->route = gateway_route_get (GATEWAY_ROUTE_UNMATCHED);
     if (request->route->id == GATEWAY_ROUTE_UNMATCHED) {
         char detail[160];
         snprintf (detail, sizeof detail, "no route for path '%.100s'", url);

@@ -67,6 +67,8 @@ static const mesh_cfg_option_t s_options[] = {
     { "tls-cert-file", "MESH_GATEWAY_TLS_CERT_FILE", "",
       "PEM certificate (chain): serve HTTPS (with --tls-key-file)" },
     { "tls-key-file", "MESH_GATEWAY_TLS_KEY_FILE", "", "PEM private key of the certificate" },
+    { "admin", "MESH_GATEWAY_ADMIN_ADDR", "",
+      "host:port serving /healthz /ready /metrics only, in plain HTTP (empty: the HTTP port)" },
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -151,6 +153,7 @@ main (int argc, char **argv)
     gateway_cfg.cors_origins = mesh_cfg_get (cfg, "cors-origins");
     gateway_cfg.tls_cert_file = mesh_cfg_get (cfg, "tls-cert-file");
     gateway_cfg.tls_key_file = mesh_cfg_get (cfg, "tls-key-file");
+    gateway_cfg.admin_addr = mesh_cfg_get (cfg, "admin");
 
     sigset_t signals;
     mesh_signal_block_shutdown (&signals);     //  Before ZeroMQ starts its threads
@@ -165,11 +168,12 @@ main (int argc, char **argv)
         mesh_cfg_destroy (&cfg);
         return 1;
     }
-    char port[16];
+    char port[16], admin_port[16];
     snprintf (port, sizeof port, "%d", gateway_port (gateway));
+    snprintf (admin_port, sizeof admin_port, "%d", gateway_admin_port (gateway));
     mesh_log_kv (MESH_LOG_INFO, "gateway serving", "http", gateway_cfg.http_addr, "port", port,
                  "broker", gateway_cfg.broker, "scheme",
-                 *gateway_cfg.tls_cert_file? "https": "http", NULL);
+                 *gateway_cfg.tls_cert_file? "https": "http", "admin_port", admin_port, NULL);
     rc = gateway_run (gateway, signal_fd);
     gateway_destroy (&gateway);
     close (signal_fd);

@@ -45,10 +45,10 @@ s_write_api_keys (void)
     fclose (file);
 }
 
-//  Start broker, echo worker as `user`, and the gateway with the auth
-//  settings plus `extra` (NULL-terminated, may be NULL).
+//  Keys, a broker and an echo worker serving `user` that answers
+//  {method, actor, id}.
 static void
-s_start (const char *const *extra)
+s_start_backend (void)
 {
     memset (&s_mesh, 0, sizeof s_mesh);
     snprintf (s_mesh.heartbeat, sizeof s_mesh.heartbeat, "200");
@@ -60,6 +60,47 @@ s_start (const char *const *extra)
     s_mesh.users[0] = mesh_test_echo_worker (s_mesh.broker.endpoint, "user", 8, 200, worker_flags);
     cr_assert_not_null (s_mesh.users[0]);
     cr_assert (mesh_test_wait_workers (s_mesh.broker.endpoint, "user", 1, S_START_MS));
+}
+
+//  Start the gateway with the API keys and `extra` flags, and wait for its
+//  "gateway serving" line (for gateways whose /healthz is not plain HTTP on
+//  the API port). Sets s_mesh.gateway, http_port and base (http://).
+static void
+s_start_gateway_raw (const char *const *extra)
+{
+    char bin[1024], http[40];
+    s_mesh.http_port = mesh_test_free_port ();
+    snprintf (http, sizeof http, "127.0.0.1:%d", s_mesh.http_port);
+    snprintf (s_mesh.base, sizeof s_mesh.base, "http://%s", http);
+    const char *argv[32] = {mesh_test_bin ("mesh-gateway", bin, sizeof bin),
+                            "--http",
+                            http,
+                            "--broker",
+                            s_mesh.broker.endpoint,
+                            "--events-sub",
+                            s_mesh.broker.xpub,
+                            "--probe-ms",
+                            "50",
+                            "--log-level",
+                            "info",
+                            "--api-keys-file",
+                            s_api_keys};
+    size_t count = 13;
+    for (size_t index = 0; extra && extra[index]; index++)
+        argv[count++] = extra[index];
+    argv[count] = NULL;
+    s_mesh.gateway = mesh_proc_start (argv, NULL);
+    cr_assert_not_null (s_mesh.gateway);
+    cr_assert (mesh_proc_wait_log (s_mesh.gateway, "gateway serving", S_START_MS),
+               "the gateway did not start");
+}
+
+//  Start the backend and the gateway with the auth settings plus `extra`
+//  (NULL-terminated, may be NULL).
+static void
+s_start (const char *const *extra)
+{
+    s_start_backend ();
     const char *argv[32] = {
         "--log-level",
         "info",
@@ -468,39 +509,12 @@ s_https_get (const char *url, const char *ca, const char *authorization)
 
 Test (gateway_https, serves_tls_with_the_configured_certificate)
 {
-    memset (&s_mesh, 0, sizeof s_mesh);
-    snprintf (s_mesh.heartbeat, sizeof s_mesh.heartbeat, "200");
-    jwt_test_keys_make (&s_keys);
-    s_write_api_keys ();
-    cr_assert (mesh_test_broker_start (&s_mesh.broker, 200, NULL));
-    const char *const worker_flags[] = {"--reply-request", "1", NULL};
-    s_mesh.users[0] = mesh_test_echo_worker (s_mesh.broker.endpoint, "user", 8, 200, worker_flags);
-    cr_assert (mesh_test_wait_workers (s_mesh.broker.endpoint, "user", 1, S_START_MS));
-    char bin[1024], http[64];
-    int port = mesh_test_free_port ();
-    snprintf (http, sizeof http, "127.0.0.1:%d", port);
-    const char *const argv[] = {mesh_test_bin ("mesh-gateway", bin, sizeof bin),
-                                "--http",
-                                http,
-                                "--broker",
-                                s_mesh.broker.endpoint,
-                                "--events-sub",
-                                s_mesh.broker.xpub,
-                                "--probe-ms",
-                                "50",
-                                "--log-level",
-                                "info",
-                                "--tls-cert-file",
-                                s_keys.tls_cert,
-                                "--tls-key-file",
-                                s_keys.tls_key,
-                                "--api-keys-file",
-                                s_api_keys,
-                                NULL};
-    s_mesh.gateway = mesh_proc_start (argv, NULL);
-    cr_assert_not_null (s_mesh.gateway);
-    cr_assert (mesh_proc_wait_log (s_mesh.gateway, "\"scheme\":\"https\"", S_START_MS),
-               "the gateway did not serve HTTPS");
+    s_start_backend ();
+    const char *const tls[] = {"--tls-cert-file", s_keys.tls_cert, "--tls-key-file", s_keys.tls_key,
+                               NULL};
+    s_start_gateway_raw (tls);
+    cr_assert (mesh_proc_wait_log (s_mesh.gateway, "\"scheme\":\"https\"", 1000));
+    int port = s_mesh.http_port;
     char url[128];
     snprintf (url, sizeof url, "https://127.0.0.1:%d/ready", port);
     long status = 0;
@@ -518,5 +532,43 @@ Test (gateway_https, serves_tls_with_the_configured_certificate)
     mesh_test_http_request_t request = {.url = url, .timeout_ms = 3000};
     mesh_test_http (&request, &response);
     cr_expect_neq (response.status, 200);
+    mesh_test_http_response_free (&response);
+}
+
+//  A separate admin address: /healthz, /ready and /metrics there only, the
+//  API on the HTTP port only.
+TestSuite (gateway_admin, .fini = s_teardown, .timeout = 120.);
+
+Test (gateway_admin, admin_routes_move_to_their_own_address)
+{
+    s_start_backend ();
+    char admin[64], admin_base[96];
+    snprintf (admin, sizeof admin, "127.0.0.1:%d", mesh_test_free_port ());
+    snprintf (admin_base, sizeof admin_base, "http://%s", admin);
+    const char *const extra[] = {"--admin", admin, NULL};
+    s_start_gateway_raw (extra);
+    char url[160];
+    snprintf (url, sizeof url, "%s/ready", admin_base);
+    cr_assert (mesh_test_wait_ready (admin_base, 200, S_START_MS), "/ready on the admin address");
+    const char *const admin_paths[] = {"/healthz", "/ready", "/metrics"};
+    for (size_t index = 0; index < 3; index++) {
+        snprintf (url, sizeof url, "%s%s", admin_base, admin_paths[index]);
+        mesh_test_http_response_t response = mesh_test_http_do ("GET", url, NULL, NULL);
+        cr_expect_eq (response.status, 200, "admin %s", admin_paths[index]);
+        mesh_test_http_response_free (&response);
+        response =
+            mesh_test_http_do ("GET", mesh_test_mesh_url (&s_mesh, admin_paths[index]), NULL, NULL);
+        json_decref (mesh_test_expect_problem (&response, 404, "urn:zmesh:problem:no-route"));
+        mesh_test_http_response_free (&response);
+    }
+    //  The API stays on the HTTP port, and only there
+    mesh_test_http_response_t response = s_call ("GET", S_USER_URL, "zmk_reader_key", NULL);
+    s_expect_reached (&response, 200, "user.get", "reader");
+    snprintf (url, sizeof url, "%s" S_USER_URL, admin_base);
+    response = mesh_test_http_do ("GET", url, NULL, NULL);
+    cr_expect_eq (response.status, 404);
+    mesh_test_http_response_free (&response);
+    response = mesh_test_http_do ("GET", mesh_test_mesh_url (&s_mesh, "/openapi.yaml"), NULL, NULL);
+    cr_expect_eq (response.status, 200);
     mesh_test_http_response_free (&response);
 }
