@@ -360,6 +360,7 @@ s_preflight (gateway_request_t *request)
         snprintf (detail, sizeof detail,
                   "origin '%.200s' may not call the API (see MESH_GATEWAY_CORS_ORIGINS)",
                   origin ? origin : "");
+        gateway_metrics_refused (request->owner->metrics, GATEWAY_REFUSAL_ORIGIN_NOT_ALLOWED);
         return s_fail (request, GATEWAY_PROBLEM_ORIGIN_NOT_ALLOWED, detail);
     }
     struct MHD_Response *response = s_response (request, NULL, "", 0);
@@ -447,14 +448,17 @@ s_admit (gateway_request_t *request, enum MHD_Result *result)
         outcome =
             gateway_auth_check (self->auth, s_header (request, MHD_HTTP_HEADER_AUTHORIZATION),
                                 (int64_t)(mesh_wall_ms () / 1000), &identity, why, sizeof why);
-        if (outcome == GATEWAY_AUTH_OK)
+        if (outcome == GATEWAY_AUTH_OK) {
             snprintf (request->actor, sizeof request->actor, "%s", identity.actor);
+            gateway_metrics_authenticated (self->metrics, identity.api_key);
+        }
     }
     //  Before the 401: guessing keys costs tokens from the address's bucket
     if (self->ratelimit && !s_take_token (request)) {
         char detail[128];
         snprintf (detail, sizeof detail, "over the rate limit of %s; retry in %u s",
                   request->actor[0] ? "this identity" : "this address", request->retry_after_s);
+        gateway_metrics_refused (self->metrics, GATEWAY_REFUSAL_RATE_LIMITED);
         *result = s_fail (request, GATEWAY_PROBLEM_RATE_LIMITED, detail);
         return false;
     }
@@ -469,6 +473,9 @@ s_admit (gateway_request_t *request, enum MHD_Result *result)
                       "Bearer realm=\"zmesh\", error=\"invalid_token\", "
                       "error_description=\"%s\"",
                       description);
+        gateway_metrics_refused (self->metrics, outcome == GATEWAY_AUTH_MISSING
+                                                    ? GATEWAY_REFUSAL_MISSING_CREDENTIAL
+                                                    : GATEWAY_REFUSAL_INVALID_CREDENTIAL);
         *result = s_fail (request, GATEWAY_PROBLEM_UNAUTHENTICATED, why);
         return false;
     }
@@ -478,6 +485,7 @@ s_admit (gateway_request_t *request, enum MHD_Result *result)
                   "Bearer realm=\"zmesh\", error=\"insufficient_scope\", scope=\"%s\"", name);
         char detail[128];
         snprintf (detail, sizeof detail, "the credential does not grant scope '%s'", name);
+        gateway_metrics_refused (self->metrics, GATEWAY_REFUSAL_INSUFFICIENT_SCOPE);
         *result = s_fail (request, GATEWAY_PROBLEM_PERMISSION_DENIED, detail);
         return false;
     }

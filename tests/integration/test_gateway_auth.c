@@ -164,6 +164,18 @@ s_call (const char *method, const char *path, const char *credential, const char
                               credential ? headers : NULL);
 }
 
+//  Expect the gateway's /metrics to have `value` for series `name` with
+//  `labels`.
+static void
+s_expect_metric (const char *name, const char *labels, double value)
+{
+    mesh_test_http_response_t response =
+        mesh_test_http_do ("GET", mesh_test_mesh_url (&s_mesh, "/metrics"), NULL, NULL);
+    cr_assert_eq (response.status, 200);
+    cr_expect_eq (mesh_test_metric (response.body, name, labels), value, "%s{%s}", name, labels);
+    mesh_test_http_response_free (&response);
+}
+
 //  Expect a 401 whose challenge is exactly `challenge` or, when it is
 //  NULL, says invalid_token.
 static void
@@ -272,6 +284,8 @@ Test (gateway_auth, bad_tokens_are_401_and_nothing_else)
     response = mesh_test_http_do ("GET", mesh_test_mesh_url (&s_mesh, "/healthz"), NULL, NULL);
     cr_assert_eq (response.status, 200);
     mesh_test_http_response_free (&response);
+    s_expect_metric ("http_requests_refused_total", "reason=\"invalid_credential\"",
+                     (double)(sizeof tokens / sizeof tokens[0]));
 }
 
 Test (gateway_auth, valid_jwts_reach_the_service_with_their_subject)
@@ -369,6 +383,9 @@ Test (gateway_auth, missing_scopes_are_403)
     response = s_call ("GET", "/v1/events", token, NULL);
     s_expect_403 (&response, "events:read");
     free (token);
+    s_expect_metric ("http_requests_refused_total", "reason=\"insufficient_scope\"", 5);
+    s_expect_metric ("http_requests_authenticated_total", "credential=\"api_key\"", 3);
+    s_expect_metric ("http_requests_authenticated_total", "credential=\"jwt\"", 2);
 }
 
 Test (gateway_auth, admin_routes_stay_open)
