@@ -317,17 +317,62 @@ Test (gateway_auth, api_keys_reach_the_service_with_their_name)
     s_expect_reached (&response, 200, "user.get", "reader");
 }
 
-Test (gateway_auth, a_key_from_meshctl_works_without_a_restart)
+//  Expect 403 insufficient_scope naming `scope`.
+static void
+s_expect_403 (mesh_test_http_response_t *response, const char *scope)
 {
-    char bin[1024], command[1200], key[128] = "", line[256] = "";
-    snprintf (command, sizeof command, "%s apikey new-bot --scopes users:read",
-              mesh_test_bin ("meshctl", bin, sizeof bin));
+    json_t *problem =
+        mesh_test_expect_problem (response, 403, "urn:zmesh:problem:permission-denied");
+    cr_expect (strstr (mesh_test_json_str (problem, "detail"), scope));
+    json_decref (problem);
+    char value[512], want[256];
+    cr_assert (mesh_test_http_header (response, "WWW-Authenticate", value, sizeof value));
+    snprintf (want, sizeof want,
+              "Bearer realm=\"zmesh\", error=\"insufficient_scope\", scope=\"%s\"", scope);
+    cr_expect_str_eq (value, want);
+    mesh_test_http_response_free (response);
+}
+
+//  Run `meshctl ARGS`; its first output line (newline cut) into `first`
+//  and its second (if any) into `second`, `size` bytes each. Fails the
+//  test unless it exits 0.
+static void
+s_meshctl (const char *args, char *first, char *second, size_t size)
+{
+    char bin[1024], command[2400];
+    snprintf (command, sizeof command, "%s %s", mesh_test_bin ("meshctl", bin, sizeof bin), args);
     FILE *output = popen (command, "r");
     cr_assert_not_null (output);
-    cr_assert_not_null (fgets (key, sizeof key, output));
-    cr_assert_not_null (fgets (line, sizeof line, output));
-    cr_assert_eq (pclose (output), 0);
-    key[strcspn (key, "\n")] = '\0';
+    first[0] = second[0] = '\0';
+    cr_assert_not_null (fgets (first, (int)size, output), "%s", command);
+    if (!fgets (second, (int)size, output))
+        second[0] = '\0';
+    cr_assert_eq (pclose (output), 0, "%s", command);
+    first[strcspn (first, "\n")] = '\0';
+}
+
+Test (gateway_auth, tokens_from_meshctl_are_accepted)
+{
+    const char *const keys[] = {s_keys.hs_secret, s_keys.rsa_private, s_keys.ec_private};
+    for (size_t index = 0; index < 3; index++) {
+        char args[600], token[4096], rest[64];
+        snprintf (args, sizeof args,
+                  "token ops@example --key-file %s --scopes users:read,audit:read --ttl 60 "
+                  "--issuer https://issuer.test --audience zmesh",
+                  keys[index]);
+        s_meshctl (args, token, rest, sizeof token);
+        mesh_test_http_response_t response = s_call ("GET", S_USER_URL, token, NULL);
+        s_expect_reached (&response, 200, "user.get", "ops@example");
+        //  users:write was not granted
+        response = s_call ("DELETE", S_USER_URL, token, NULL);
+        s_expect_403 (&response, "users:write");
+    }
+}
+
+Test (gateway_auth, a_key_from_meshctl_works_without_a_restart)
+{
+    char key[256] = "", line[256] = "";
+    s_meshctl ("apikey new-bot --scopes users:read", key, line, sizeof key);
     cr_assert_eq (strncmp (key, "zmk_", 4), 0, "%s", key);
     mesh_test_http_response_t response = s_call ("GET", S_USER_URL, key, NULL);
     s_expect_401 (&response, NULL);
@@ -350,22 +395,6 @@ Test (gateway_auth, a_key_from_meshctl_works_without_a_restart)
     }
     cr_assert_eq (status, 200, "the new key was not accepted");
     cr_assert (mesh_proc_wait_log (s_mesh.gateway, "API keys reloaded", 1000));
-}
-
-//  Expect 403 insufficient_scope naming `scope`.
-static void
-s_expect_403 (mesh_test_http_response_t *response, const char *scope)
-{
-    json_t *problem =
-        mesh_test_expect_problem (response, 403, "urn:zmesh:problem:permission-denied");
-    cr_expect (strstr (mesh_test_json_str (problem, "detail"), scope));
-    json_decref (problem);
-    char value[512], want[256];
-    cr_assert (mesh_test_http_header (response, "WWW-Authenticate", value, sizeof value));
-    snprintf (want, sizeof want,
-              "Bearer realm=\"zmesh\", error=\"insufficient_scope\", scope=\"%s\"", scope);
-    cr_expect_str_eq (value, want);
-    mesh_test_http_response_free (response);
 }
 
 Test (gateway_auth, missing_scopes_are_403)

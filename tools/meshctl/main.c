@@ -26,7 +26,11 @@ static const mesh_cfg_option_t s_options[] = {
     { "pretty", NULL, "false", "call, services --json: indented JSON (a switch)" },
     { "json", NULL, "false", "services: JSON instead of a table (a switch)" },
     { "count", NULL, NULL, "events: exit 0 after this many (malformed ones not counted)" },
-    { "scopes", NULL, NULL, "apikey: comma list of users:read, users:write, audit:read, events:read" },
+    { "scopes", NULL, NULL, "apikey, token: comma list of users:read, users:write, audit:read, events:read" },
+    { "key-file", NULL, NULL, "token: HS256 secret file, or RSA / EC P-256 private key (PEM)" },
+    { "ttl", NULL, "3600", "token: seconds until it expires" },
+    { "issuer", NULL, NULL, "token: its iss claim" },
+    { "audience", NULL, NULL, "token: its aud claim" },
     { "log-level", "MESH_LOG_LEVEL", "warn", "debug, info, warn or error" },
     { "log-format", "MESH_LOG_FORMAT", "text", "text, or json (one object per line)" },
 };
@@ -51,6 +55,8 @@ static const char s_summary[] =
     "                            until Ctrl-C, --count events or --timeout of silence\n"
     "  apikey NAME --scopes S,S  a new API key for mesh-gateway: line 1 the key (shown\n"
     "                            once), line 2 its line for MESH_GATEWAY_API_KEYS_FILE\n"
+    "  token SUBJECT --key-file F  a JWT for mesh-gateway (HS256 secret, or RS256/ES256\n"
+    "                            private key), --scopes, --ttl, --issuer, --audience\n"
     "\n"
     "examples:\n"
     "  meshctl call user user.get '{\"id\":\"0b6f...\"}' --pretty\n"
@@ -196,6 +202,16 @@ s_run (mesh_cfg_t *cfg)
         if (args != 2)
             return s_usage ("usage: meshctl apikey NAME --scopes SCOPE[,SCOPE...]", NULL);
         return meshctl_apikey (mesh_cfg_arg (cfg, 1), mesh_cfg_get (cfg, "scopes"));
+    }
+    if (strcmp (command, "token") == 0) {
+        long ttl_s = 0;
+        if (args != 2 || mesh_cfg_get_long (cfg, "ttl", 1, 10L * 365 * 86400, &ttl_s))
+            return s_usage ("usage: meshctl token SUBJECT --key-file FILE [--scopes S,S] "
+                            "[--ttl SECONDS]",
+                            NULL);
+        return meshctl_token (mesh_cfg_arg (cfg, 1), mesh_cfg_get (cfg, "scopes"),
+                              mesh_cfg_get (cfg, "key-file"), ttl_s, mesh_cfg_get (cfg, "issuer"),
+                              mesh_cfg_get (cfg, "audience"));
     }
     if (strcmp (command, "events") == 0) {
         if (args > 2)
