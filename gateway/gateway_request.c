@@ -25,9 +25,9 @@
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_time.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
