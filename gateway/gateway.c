@@ -24,6 +24,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,8 @@ gateway_cfg_defaults (void)
         .drain_ms = 10000,
         .probe_ms = 250,
         .retry_delay_ms = 1000,
+        .auth = { .leeway_s = 30, .cache_entries = 1024 },
+        .rate_table = 4096,
     };
     return cfg;
 }
@@ -112,6 +115,116 @@ s_probe_open (gateway_t *self)
     return 0;
 }
 
+//  True when the settings name any credential source.
+static bool
+s_auth_configured (const gateway_auth_cfg_t *auth)
+{
+    return (auth->hs256_secret_files && *auth->hs256_secret_files)
+        || (auth->public_key_files && *auth->public_key_files)
+        || (auth->api_keys_file && *auth->api_keys_file);
+}
+
+//  Authentication, rate limit, CORS and the TLS files. Returns 0, or
+//  MESH_EINVAL after logging what is wrong.
+static int
+s_security_new (gateway_t *self, const gateway_cfg_t *cfg)
+{
+    char error[512] = "";
+    if (s_auth_configured (&cfg->auth)) {
+        self->auth = gateway_auth_new (&cfg->auth, error, sizeof error);
+        if (!self->auth)
+            goto fail;
+    }
+    else
+        mesh_log_kv (MESH_LOG_WARN, "no credentials configured: the HTTP API is open to anyone",
+                     NULL);
+    if (cfg->rate_limit > 0) {
+        gateway_ratelimit_cfg_t limit = {
+            .rate = cfg->rate_limit,
+            .burst = cfg->rate_burst? cfg->rate_burst
+                                    : (cfg->rate_limit < 1? 1: (unsigned int) cfg->rate_limit),
+            .entries = cfg->rate_table,
+        };
+        self->ratelimit = gateway_ratelimit_new (&limit);
+    }
+    self->cors = gateway_cors_new (cfg->cors_origins);
+    bool has_cert = cfg->tls_cert_file && *cfg->tls_cert_file;
+    bool has_key = cfg->tls_key_file && *cfg->tls_key_file;
+    if (has_cert != has_key) {
+        snprintf (error, sizeof error, "HTTPS needs both a certificate and a key file");
+        goto fail;
+    }
+    if (has_cert) {
+        if (MHD_is_feature_supported (MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf (error, sizeof error, "this libmicrohttpd has no TLS support");
+            goto fail;
+        }
+        size_t len = 0;
+        self->tls_cert = gateway_read_file (cfg->tls_cert_file, 1024 * 1024, &len, error,
+                                            sizeof error);
+        if (!self->tls_cert)
+            goto fail;
+        self->tls_key = gateway_read_file (cfg->tls_key_file, 1024 * 1024, &len, error,
+                                           sizeof error);
+        if (!self->tls_key)
+            goto fail;
+    }
+    return 0;
+fail:
+    mesh_log_kv (MESH_LOG_ERROR, "bad security settings", "error", error, NULL);
+    return MESH_EINVAL;
+}
+
+//  An HTTP server on `addr_text` ("host:port"), HTTPS with the gateway's
+//  certificate when `tls`. Returns it with *port bound, or NULL with *err
+//  (MESH_EINVAL: a bad address; MESH_EIO: cannot bind, logged).
+static struct MHD_Daemon *
+s_daemon_start (gateway_t *self, const char *addr_text, bool tls, int *port, int *err)
+{
+    struct sockaddr_storage addr;
+    *err = MESH_EINVAL;
+    if (mesh_resolve_host_port (addr_text, &addr, port) != 0)
+        return NULL;
+    //  No thread of MHD's own: its epoll fd joins our zmq_poll. Suspend and
+    //  resume park connections that wait for the mesh.
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_DUAL_STACK;
+    if (tls)
+        flags |= MHD_USE_TLS;
+    *err = MESH_EIO;
+    //  MHD keeps pointers to the PEM texts: they live as long as self
+    struct MHD_OptionItem tls_options[] = {
+        { MHD_OPTION_HTTPS_MEM_CERT, 0, self->tls_cert },
+        { MHD_OPTION_HTTPS_MEM_KEY, 0, self->tls_key },
+        { MHD_OPTION_END, 0, NULL },
+    };
+    const gateway_cfg_t *cfg = &self->cfg;
+    struct MHD_Daemon *daemon = MHD_start_daemon (
+        flags, (uint16_t) *port, NULL, NULL, gateway__on_access, self,
+        MHD_OPTION_EXTERNAL_LOGGER, s_on_mhd_log, self,
+        MHD_OPTION_ARRAY, tls? tls_options: &tls_options[2],
+        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *) &addr,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes,
+        MHD_OPTION_NOTIFY_COMPLETED, gateway__on_completed, self,
+        MHD_OPTION_END);
+    if (!daemon) {
+        mesh_log_kv (MESH_LOG_ERROR, "cannot serve HTTP", "addr", addr_text, "error",
+                     strerror (errno), NULL);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info (daemon, MHD_DAEMON_INFO_BIND_PORT);
+    if (!info || info->port == 0) {
+        MHD_stop_daemon (daemon);
+        return NULL;
+    }
+    *port = info->port;
+    *err = 0;
+    return daemon;
+}
+
 //  --------------------------------------------------------------------------
 //  Bind the HTTP port and connect to the mesh.
 gateway_t *
@@ -126,6 +239,9 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     self->cfg = *cfg;
     self->registry = mesh_metrics_new ();
     self->metrics = gateway_metrics_new (self->registry);
+    *err = s_security_new (self, cfg);
+    if (*err)
+        goto fail;
     *err = MESH_EIO;
     self->context = zmq_ctx_new ();
     if (!self->context)
@@ -148,35 +264,16 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
         goto fail;
     self->sse = gateway_sse_new (self->client, self->metrics, cfg->timeout_ms);
 
-    struct sockaddr_storage addr;
-    int port = 0;
-    if (mesh_resolve_host_port (cfg->http_addr, &addr, &port) != 0)
+    self->daemon = s_daemon_start (self, cfg->http_addr, self->tls_cert != NULL, &self->port,
+                                   err);
+    if (!self->daemon)
         goto fail;
-    //  No thread of MHD's own: its epoll fd joins our zmq_poll. Suspend and
-    //  resume park connections that wait for the mesh.
-    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (addr.ss_family == AF_INET6)
-        flags |= MHD_USE_DUAL_STACK;
-    *err = MESH_EIO;
-    self->daemon = MHD_start_daemon (
-        flags, (uint16_t) port, NULL, NULL, gateway__on_access, self,
-        MHD_OPTION_EXTERNAL_LOGGER, s_on_mhd_log, self,
-        MHD_OPTION_SOCK_ADDR, (const struct sockaddr *) &addr,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes,
-        MHD_OPTION_NOTIFY_COMPLETED, gateway__on_completed, self,
-        MHD_OPTION_END);
-    if (!self->daemon) {
-        mesh_log_kv (MESH_LOG_ERROR, "cannot serve HTTP", "addr", cfg->http_addr, "error",
-                     strerror (errno), NULL);
-        goto fail;
+    if (cfg->admin_addr && *cfg->admin_addr) {
+        self->admin_daemon = s_daemon_start (self, cfg->admin_addr, false, &self->admin_port,
+                                             err);
+        if (!self->admin_daemon)
+            goto fail;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info (self->daemon,
-                                                            MHD_DAEMON_INFO_BIND_PORT);
-    if (!info || info->port == 0)
-        goto fail;
-    self->port = info->port;
     self->probe_due_ms = mesh_mono_ms ();
     *err = 0;
     return self;
@@ -197,9 +294,18 @@ gateway_destroy (gateway_t **self_p)
         //  SSE streams and the metrics
         if (self->daemon)
             MHD_stop_daemon (self->daemon);
+        if (self->admin_daemon)
+            MHD_stop_daemon (self->admin_daemon);
         mesh_client_destroy (&self->client);
         gateway__free_requests (self);
         gateway_sse_destroy (&self->sse);
+        gateway_auth_destroy (&self->auth);
+        gateway_ratelimit_destroy (&self->ratelimit);
+        gateway_cors_destroy (&self->cors);
+        free (self->tls_cert);
+        if (self->tls_key)
+            OPENSSL_cleanse (self->tls_key, strlen (self->tls_key));
+        free (self->tls_key);
         if (self->probe)
             zmq_close (self->probe);
         if (self->sub)
@@ -220,6 +326,24 @@ gateway_port (const gateway_t *self)
 {
     assert (self);
     return self->port;
+}
+
+//  --------------------------------------------------------------------------
+//  The admin port bound, or 0 when the admin routes share the HTTP port.
+int
+gateway_admin_port (const gateway_t *self)
+{
+    assert (self);
+    return self->admin_port;
+}
+
+//  Let both HTTP servers do their I/O.
+static void
+s_run_http (gateway_t *self)
+{
+    MHD_run (self->daemon);
+    if (self->admin_daemon)
+        MHD_run (self->admin_daemon);
 }
 
 //  Record what a probe found and log changes, which operators want to see.
@@ -325,6 +449,9 @@ s_wait_ms (gateway_t *self, int64_t now_ms, int64_t ping_due_ms, int retry_ms)
     MHD_UNSIGNED_LONG_LONG mhd_ms = 0;
     if (MHD_get_timeout (self->daemon, &mhd_ms) == MHD_YES && (int64_t) mhd_ms < wait_ms)
         wait_ms = (int64_t) mhd_ms;
+    if (self->admin_daemon && MHD_get_timeout (self->admin_daemon, &mhd_ms) == MHD_YES
+        && (int64_t) mhd_ms < wait_ms)
+        wait_ms = (int64_t) mhd_ms;
     return wait_ms < 0? 0: (long) wait_ms;
 }
 
@@ -344,8 +471,16 @@ gateway_run (gateway_t *self, int signal_fd)
         { self->sub, 0, ZMQ_POLLIN, 0 },
         { NULL, signal_fd, ZMQ_POLLIN, 0 },
         { self->probe, 0, ZMQ_POLLIN, 0 },
+        { NULL, -1, ZMQ_POLLIN, 0 },    //  The admin server's epoll fd, when there is one
     };
-    size_t count = sizeof items / sizeof items[0];
+    size_t count = sizeof items / sizeof items[0] - 1;
+    if (self->admin_daemon) {
+        const union MHD_DaemonInfo *admin = MHD_get_daemon_info (self->admin_daemon,
+                                                                 MHD_DAEMON_INFO_EPOLL_FD);
+        if (!admin)
+            return MESH_EIO;
+        items[count++].fd = admin->epoll_fd;
+    }
     int64_t ping_due_ms = mesh_mono_ms () + S_PING_MS;
     int64_t drain_until_ms = 0;
     while (true) {
@@ -374,7 +509,7 @@ gateway_run (gateway_t *self, int signal_fd)
             gateway_sse_ping (self->sse);
             ping_due_ms = now_ms + S_PING_MS;
         }
-        MHD_run (self->daemon);
+        s_run_http (self);
         if (self->draining
             && ((mesh_client_pending (self->client) == 0 && self->retries_waiting == 0
                  && gateway_sse_count (self->sse) == 0)
@@ -386,13 +521,13 @@ gateway_run (gateway_t *self, int signal_fd)
     gateway_sse_end_all (self->sse);
     int64_t flush_until_ms = mesh_mono_ms () + S_FINAL_FLUSH_MS;
     while (mesh_mono_ms () < flush_until_ms) {
-        MHD_run (self->daemon);
+        s_run_http (self);
         zmq_pollitem_t item = { NULL, info->epoll_fd, ZMQ_POLLIN, 0 };
         zmq_poll (&item, 1, 10);
         if (gateway_sse_count (self->sse) == 0 && mesh_client_pending (self->client) == 0)
             break;
     }
-    MHD_run (self->daemon);
+    s_run_http (self);
     mesh_log_kv (MESH_LOG_INFO, "stopped", NULL);
     return 0;
 }

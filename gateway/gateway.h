@@ -12,6 +12,7 @@
 #define GATEWAY_H_INCLUDED
 
 #include "mesh/mesh_curve.h"
+#include "gateway_auth.h"
 
 #include <stddef.h>
 
@@ -30,6 +31,16 @@ typedef struct {
     int probe_ms;               //  Interval of mmi.service probes (readiness)
     int retry_delay_ms;         //  Wait before the one retry (the broker's heartbeat)
     const mesh_curve_t *curve;  //  CURVE keys for every mesh socket, borrowed; NULL = plain
+    //  Security (docs/security.md). Authentication is on when the auth
+    //  settings name any credential source (JWT keys or an API keys file)
+    gateway_auth_cfg_t auth;    //  Strings borrowed from the caller
+    const char *cors_origins;   //  Comma list of allowed origins; NULL/"": none
+    double rate_limit;          //  Requests per second per caller; 0: no limit
+    unsigned int rate_burst;    //  Bucket size (0: rate, at least 1)
+    size_t rate_table;          //  Callers remembered at most
+    const char *tls_cert_file;  //  PEM certificate chain: HTTPS when set (with the key)
+    const char *tls_key_file;   //  PEM private key
+    const char *admin_addr;     //  "host:port" for /healthz /ready /metrics only; NULL/"": the HTTP port
 } gateway_cfg_t;
 
 //  Defaults of DESIGN.md (addresses must still be set).
@@ -37,7 +48,8 @@ gateway_cfg_t
     gateway_cfg_defaults (void);
 
 //  Bind the HTTP port and connect to the mesh. Returns NULL with *err:
-//  MESH_EINVAL (bad address or endpoint) or MESH_EIO (cannot bind).
+//  MESH_EINVAL (bad address or endpoint, unreadable or invalid key,
+//  certificate or API keys file: logged) or MESH_EIO (cannot bind).
 gateway_t *
     gateway_new (const gateway_cfg_t *cfg, int *err);
 
@@ -48,6 +60,11 @@ void
 //  The HTTP port bound.
 int
     gateway_port (const gateway_t *self);
+
+//  The admin port bound (plain HTTP), or 0 when the admin routes are served
+//  on the HTTP port (no admin_addr).
+int
+    gateway_admin_port (const gateway_t *self);
 
 //  Serve until `signal_fd` (a signalfd of the shutdown signals) is
 //  readable, then drain: /ready answers 503 at once, event streams end,

@@ -7,6 +7,9 @@
 #define GATEWAY_INTERNAL_H_INCLUDED
 
 #include "gateway.h"
+#include "gateway_auth.h"
+#include "gateway_cors.h"
+#include "gateway_ratelimit.h"
 #include "gateway_metrics.h"
 #include "gateway_sse.h"
 #include "gateway_trace.h"
@@ -39,6 +42,8 @@ struct gateway_s {
     gateway_random_t random;    //  Request ids and trace ids
     struct MHD_Daemon *daemon;  //  HTTP server, owned
     int port;                   //  HTTP port bound
+    struct MHD_Daemon *admin_daemon;    //  Admin routes only, owned; NULL: on `daemon`
+    int admin_port;             //  Its port, 0 when none
     void *context;              //  ZeroMQ context, owned
     mesh_client_t *client;      //  Mesh calls, owned
     void *probe;                //  DEALER for mmi.service, owned
@@ -46,6 +51,11 @@ struct gateway_s {
     mesh_metrics_t *registry;   //  Served on /metrics, owned
     gateway_metrics_t *metrics; //  Owned
     gateway_sse_t *sse;         //  /v1/events streams, owned
+    gateway_auth_t *auth;       //  Owned; NULL: no authentication
+    gateway_ratelimit_t *ratelimit; //  Owned; NULL: no rate limit
+    gateway_cors_t *cors;       //  Owned (allows nothing when not configured)
+    char *tls_cert;             //  PEM text MHD serves with, owned (NULL: plain HTTP)
+    char *tls_key;
     gateway_request_t *requests;    //  Every request state not yet freed
     uint64_t id_counter;        //  Suffix for duplicate X-Request-IDs in flight
     size_t retries_waiting;     //  Requests whose retry is not yet due

@@ -20,11 +20,18 @@ static const char s_duration_help[] = "Time from request headers to response, by
 static const char s_mesh_calls[] = "mesh_calls_total";
 static const char s_mesh_calls_help[] = "Mesh calls made by the gateway, by service, method and outcome";
 
+static const char *const s_refusals[GATEWAY_REFUSAL_COUNT_] = {
+    "missing_credential", "invalid_credential", "insufficient_scope", "rate_limited",
+    "origin_not_allowed",
+};
+
 struct gateway_metrics_s {
     mesh_metrics_t *registry;   //  Borrowed
     mesh_gauge_t *in_flight;    //  HTTP requests not yet answered
     mesh_gauge_t *sse_streams;  //  Open /v1/events streams
     mesh_histogram_t *duration[GATEWAY_ROUTE_COUNT_];   //  One per route template
+    mesh_counter_t *refused[GATEWAY_REFUSAL_COUNT_];    //  By reason
+    mesh_counter_t *authenticated[2];   //  JWT, API key
 };
 
 //  --------------------------------------------------------------------------
@@ -44,6 +51,16 @@ gateway_metrics_new (mesh_metrics_t *registry)
         self->duration[route] = mesh_metrics_histogram (
             registry, s_duration, s_duration_help, NULL, 0, "route",
             gateway_route_get ((gateway_route_id_t) route)->template, NULL);
+    for (int reason = 0; reason < GATEWAY_REFUSAL_COUNT_; reason++)
+        self->refused[reason] = mesh_metrics_counter (
+            registry, "http_requests_refused_total",
+            "HTTP requests refused before the mesh: credential, scope, rate limit, CORS origin",
+            "reason", s_refusals[reason], NULL);
+    for (int kind = 0; kind < 2; kind++)
+        self->authenticated[kind] = mesh_metrics_counter (
+            registry, "http_requests_authenticated_total",
+            "HTTP requests whose credential was accepted, by kind", "credential",
+            kind? "api_key": "jwt", NULL);
     return self;
 }
 
@@ -95,6 +112,25 @@ gateway_metrics_mesh_call (gateway_metrics_t *self, const char *service, const c
     mesh_counter_inc (mesh_metrics_counter (self->registry, s_mesh_calls, s_mesh_calls_help,
                                             "service", service, "method", method, "outcome",
                                             mesh_code_name (outcome), NULL));
+}
+
+//  --------------------------------------------------------------------------
+//  A request refused.
+void
+gateway_metrics_refused (gateway_metrics_t *self, gateway_refusal_t reason)
+{
+    assert (self);
+    assert (reason < GATEWAY_REFUSAL_COUNT_);
+    mesh_counter_inc (self->refused[reason]);
+}
+
+//  --------------------------------------------------------------------------
+//  A request authenticated.
+void
+gateway_metrics_authenticated (gateway_metrics_t *self, bool api_key)
+{
+    assert (self);
+    mesh_counter_inc (self->authenticated[api_key? 1: 0]);
 }
 
 //  --------------------------------------------------------------------------

@@ -22,6 +22,8 @@ typedef enum {
     GATEWAY_PROBLEM_BODY_TOO_LARGE,         //  413
     GATEWAY_PROBLEM_UNSUPPORTED_MEDIA_TYPE, //  415
     GATEWAY_PROBLEM_BAD_GATEWAY,            //  502: a reply the gateway cannot use
+    GATEWAY_PROBLEM_RATE_LIMITED,           //  429: this caller's rate limit (+ Retry-After)
+    GATEWAY_PROBLEM_ORIGIN_NOT_ALLOWED,     //  403: a CORS preflight from another origin
     //  Mesh error codes, in mesh_code_t order from invalid_argument
     GATEWAY_PROBLEM_INVALID_ARGUMENT,       //  422
     GATEWAY_PROBLEM_RESOURCE_NOT_FOUND,     //  404

@@ -25,6 +25,7 @@
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_time.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -69,6 +70,13 @@ struct gateway_request_s {
     bool answered;              //  The mesh's answer, or a 503 instead, is decided
     bool defer;                 //  Answers wait for MHD's next call (see s_queue)
     struct MHD_Response *response;  //  Built early or while suspended; queued next call
+    //  Security: who asks, what the answer must say about it
+    char actor[MESH_ENVELOPE_MAX_ACTOR + 1];    //  Authenticated identity, "" when none
+    char origin[256];           //  An allowed CORS Origin to answer to, "" when none
+    char ratelimit_policy[64];  //  RateLimit-Policy, "" when no limit applies
+    char ratelimit_state[64];   //  RateLimit
+    unsigned int retry_after_s; //  Retry-After of a rate-limit 429 (0: the default)
+    char www_authenticate[320]; //  With a 401 or 403, "" otherwise
 };
 
 //  Request states live in a list so that shutdown can find them all.
@@ -108,6 +116,28 @@ s_request_free (gateway_request_t *request)
 //  --------------------------------------------------------------------------
 //  Responses
 
+//  The headers security adds to an answer: CORS for an allowed origin (and
+//  Vary whenever origins are configured, so caches keep answers apart),
+//  the caller's rate limit, the challenge of a 401 or 403.
+static void
+s_security_headers (gateway_request_t *request, struct MHD_Response *response)
+{
+    if (request->origin[0]) {
+        MHD_add_response_header (response, "Access-Control-Allow-Origin", request->origin);
+        MHD_add_response_header (response, "Access-Control-Expose-Headers",
+                                 GATEWAY_CORS_EXPOSE_HEADERS);
+    }
+    if (gateway_cors_enabled (request->owner->cors))
+        MHD_add_response_header (response, "Vary", "Origin");
+    if (request->ratelimit_policy[0]) {
+        MHD_add_response_header (response, "RateLimit-Policy", request->ratelimit_policy);
+        MHD_add_response_header (response, "RateLimit", request->ratelimit_state);
+    }
+    if (request->www_authenticate[0])
+        MHD_add_response_header (response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                 request->www_authenticate);
+}
+
 //  A response from `len` bytes of `body` (copied) with `type`, plus the
 //  headers every answer carries. NULL when MHD cannot make one.
 static struct MHD_Response *
@@ -124,6 +154,7 @@ s_response (gateway_request_t *request, const char *type, const char *body, size
     MHD_add_response_header (response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (request->owner->draining)
         MHD_add_response_header (response, MHD_HTTP_HEADER_CONNECTION, "close");
+    s_security_headers (request, response);
     return response;
 }
 
@@ -152,8 +183,12 @@ s_problem_response (gateway_request_t *request, gateway_problem_t kind, const ch
     *status = gateway_problem_status (kind);
     if (response && *status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, request->route->allow);
-    if (response && (*status == 429 || *status == 503))
-        MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, S_RETRY_AFTER);
+    if (response && (*status == 429 || *status == 503)) {
+        char retry_after[16];
+        snprintf (retry_after, sizeof retry_after, "%u", request->retry_after_s);
+        MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER,
+                                 request->retry_after_s? retry_after: S_RETRY_AFTER);
+    }
     return response;
 }
 
@@ -292,13 +327,184 @@ s_open_events (gateway_request_t *request)
         return s_fail (request, GATEWAY_PROBLEM_UNAVAILABLE, "the gateway is shutting down");
     struct MHD_Response *response = gateway_sse_open (request->owner->sse, request->connection,
                                                       resume, (uint64_t) seq,
-                                                      request->request_id);
+                                                      request->request_id, request->actor);
     if (!response)
         return MHD_NO;
     MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header (response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header (response, "X-Request-ID", request->request_id);
+    s_security_headers (request, response);
     return s_queue (request, MHD_HTTP_OK, response);
+}
+
+//  --------------------------------------------------------------------------
+//  Security: CORS, authentication, rate limit, scopes
+
+//  Remember the Origin when it is allowed, to answer it.
+static void
+s_take_origin (gateway_request_t *request)
+{
+    const char *origin = s_header (request, "Origin");
+    if (origin && strlen (origin) < sizeof request->origin &&
+        gateway_cors_allowed (request->owner->cors, origin))
+        snprintf (request->origin, sizeof request->origin, "%s", origin);
+}
+
+//  A CORS preflight: 204 with what the route allows, for an allowed origin.
+static enum MHD_Result
+s_preflight (gateway_request_t *request)
+{
+    if (!request->origin[0]) {
+        char detail[320];
+        const char *origin = s_header (request, "Origin");
+        snprintf (detail, sizeof detail,
+                  "origin '%.200s' may not call the API (see MESH_GATEWAY_CORS_ORIGINS)",
+                  origin ? origin : "");
+        gateway_metrics_refused (request->owner->metrics, GATEWAY_REFUSAL_ORIGIN_NOT_ALLOWED);
+        return s_fail (request, GATEWAY_PROBLEM_ORIGIN_NOT_ALLOWED, detail);
+    }
+    struct MHD_Response *response = s_response (request, NULL, "", 0);
+    if (response) {
+        MHD_add_response_header (response, "Access-Control-Allow-Methods", request->route->allow);
+        MHD_add_response_header (response, "Access-Control-Allow-Headers",
+                                 GATEWAY_CORS_ALLOW_HEADERS);
+        MHD_add_response_header (response, "Access-Control-Max-Age", GATEWAY_CORS_MAX_AGE);
+    }
+    return s_queue (request, MHD_HTTP_NO_CONTENT, response);
+}
+
+//  The scope a request needs (0: the route is open to anyone).
+static unsigned int
+s_scope_needed (const gateway_request_t *request)
+{
+    switch (request->route->id) {
+    case GATEWAY_ROUTE_USERS:
+    case GATEWAY_ROUTE_USER:
+        return request->method & (GATEWAY_METHOD_GET | GATEWAY_METHOD_HEAD)
+                   ? GATEWAY_SCOPE_USERS_READ
+                   : GATEWAY_SCOPE_USERS_WRITE;
+    case GATEWAY_ROUTE_AUDIT:
+        return GATEWAY_SCOPE_AUDIT_READ;
+    case GATEWAY_ROUTE_EVENTS:
+        return GATEWAY_SCOPE_EVENTS_READ;
+    default:
+        return 0;
+    }
+}
+
+//  Take a token from the caller's bucket: its identity's when it has one,
+//  its address's otherwise. Returns false when the bucket is empty.
+static bool
+s_take_token (gateway_request_t *request)
+{
+    gateway_t *self = request->owner;
+    char key[GATEWAY_RATELIMIT_KEY_MAX + 1];
+    if (request->actor[0])
+        snprintf (key, sizeof key, "id:%s", request->actor);
+    else {
+        char address[INET6_ADDRSTRLEN] = "unknown";
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info (request->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *peer = info ? info->client_addr : NULL;
+        if (peer && peer->sa_family == AF_INET)
+            inet_ntop (AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, address,
+                       sizeof address);
+        else if (peer && peer->sa_family == AF_INET6)
+            inet_ntop (AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, address,
+                       sizeof address);
+        snprintf (key, sizeof key, "ip:%s", address);
+    }
+    gateway_ratelimit_result_t result;
+    gateway_ratelimit_take (self->ratelimit, key, mesh_mono_ms (), &result);
+    gateway_ratelimit_headers (self->ratelimit, &result, request->ratelimit_policy,
+                               request->ratelimit_state, sizeof request->ratelimit_policy);
+    request->retry_after_s = result.retry_after_s;
+    return result.allowed;
+}
+
+//  `text` with what a quoted-string of a challenge cannot hold replaced.
+static void
+s_challenge_text (const char *text, char *out, size_t size)
+{
+    snprintf (out, size, "%s", text);
+    for (char *at = out; *at; at++)
+        if (*at == '"' || *at == '\\' || (unsigned char)*at < 0x20 || (unsigned char)*at > 0x7e)
+            *at = '?';
+}
+
+//  Authenticate, limit and authorise a request to an API route. Returns
+//  true to go on, false after answering 401, 403 or 429.
+static bool
+s_admit (gateway_request_t *request, enum MHD_Result *result)
+{
+    gateway_t *self = request->owner;
+    unsigned int scope = s_scope_needed (request);
+    if (!scope)
+        return true;
+    gateway_auth_outcome_t outcome = GATEWAY_AUTH_OK;
+    gateway_identity_t identity = {.scopes = 0};
+    char why[192] = "";
+    if (self->auth) {
+        outcome =
+            gateway_auth_check (self->auth, s_header (request, MHD_HTTP_HEADER_AUTHORIZATION),
+                                (int64_t)(mesh_wall_ms () / 1000), &identity, why, sizeof why);
+        if (outcome == GATEWAY_AUTH_OK) {
+            snprintf (request->actor, sizeof request->actor, "%s", identity.actor);
+            gateway_metrics_authenticated (self->metrics, identity.api_key);
+        }
+    }
+    //  Before the 401: guessing keys costs tokens from the address's bucket
+    if (self->ratelimit && !s_take_token (request)) {
+        char detail[128];
+        snprintf (detail, sizeof detail, "over the rate limit of %s; retry in %u s",
+                  request->actor[0] ? "this identity" : "this address", request->retry_after_s);
+        gateway_metrics_refused (self->metrics, GATEWAY_REFUSAL_RATE_LIMITED);
+        *result = s_fail (request, GATEWAY_PROBLEM_RATE_LIMITED, detail);
+        return false;
+    }
+    if (outcome != GATEWAY_AUTH_OK) {
+        char description[192];
+        s_challenge_text (why, description, sizeof description);
+        if (outcome == GATEWAY_AUTH_MISSING)
+            snprintf (request->www_authenticate, sizeof request->www_authenticate,
+                      "Bearer realm=\"zmesh\"");
+        else
+            snprintf (request->www_authenticate, sizeof request->www_authenticate,
+                      "Bearer realm=\"zmesh\", error=\"invalid_token\", "
+                      "error_description=\"%s\"",
+                      description);
+        gateway_metrics_refused (self->metrics, outcome == GATEWAY_AUTH_MISSING
+                                                    ? GATEWAY_REFUSAL_MISSING_CREDENTIAL
+                                                    : GATEWAY_REFUSAL_INVALID_CREDENTIAL);
+        *result = s_fail (request, GATEWAY_PROBLEM_UNAUTHENTICATED, why);
+        return false;
+    }
+    if (self->auth && !(identity.scopes & scope)) {
+        const char *name = gateway_scope_name (scope);
+        snprintf (request->www_authenticate, sizeof request->www_authenticate,
+                  "Bearer realm=\"zmesh\", error=\"insufficient_scope\", scope=\"%s\"", name);
+        char detail[128];
+        snprintf (detail, sizeof detail, "the credential does not grant scope '%s'", name);
+        gateway_metrics_refused (self->metrics, GATEWAY_REFUSAL_INSUFFICIENT_SCOPE);
+        *result = s_fail (request, GATEWAY_PROBLEM_PERMISSION_DENIED, detail);
+        return false;
+    }
+    return true;
+}
+
+//  With a separate admin address: true when the route is served on the
+//  server the request came to (/healthz, /ready, /metrics on the admin
+//  one, everything else on the API one).
+static bool
+s_on_its_server (gateway_request_t *request)
+{
+    gateway_route_id_t id = request->route->id;
+    bool admin_route = id == GATEWAY_ROUTE_HEALTHZ || id == GATEWAY_ROUTE_READY
+                    || id == GATEWAY_ROUTE_METRICS;
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info (
+        request->connection, MHD_CONNECTION_INFO_DAEMON);
+    bool on_admin = info && info->daemon == request->owner->admin_daemon;
+    return admin_route == on_admin;
 }
 
 //  What the headers decide. Returns MHD_YES to go on reading the body.
@@ -318,17 +524,26 @@ s_on_headers (gateway_request_t *request, const char *url, const char *method)
     request->method = gateway_method_parse (method);
     gateway_metrics_request_started (self->metrics);
 
+    if (self->admin_daemon && !s_on_its_server (request))
+        request->route = gateway_route_get (GATEWAY_ROUTE_UNMATCHED);
     if (request->route->id == GATEWAY_ROUTE_UNMATCHED) {
         char detail[160];
         snprintf (detail, sizeof detail, "no route for path '%.100s'", url);
         return s_fail (request, GATEWAY_PROBLEM_NOT_FOUND, detail);
     }
+    s_take_origin (request);
+    if (strcmp (method, MHD_HTTP_METHOD_OPTIONS) == 0
+        && s_header (request, "Access-Control-Request-Method"))
+        return s_preflight (request);
     if (!(request->route->methods & request->method)) {
         char detail[160];
         snprintf (detail, sizeof detail, "method %.20s is not allowed on %s; allowed: %s",
                   method, request->route->template, request->route->allow);
         return s_fail (request, GATEWAY_PROBLEM_METHOD_NOT_ALLOWED, detail);
     }
+    enum MHD_Result refused = MHD_NO;
+    if (!s_admit (request, &refused))
+        return refused;
     if (request->route->id == GATEWAY_ROUTE_EVENTS)
         return s_open_events (request);
     if (request->route->id != GATEWAY_ROUTE_USERS && request->route->id != GATEWAY_ROUTE_USER
@@ -552,6 +767,7 @@ s_send (gateway_request_t *request)
         .id = request->request_id,
         .trace = request->traceparent,
         .idem = request->idem[0]? request->idem: NULL,
+        .actor = request->actor[0]? request->actor: NULL,
         .tag = request,
     };
     int rc = mesh_client_send (self->client, &call, NULL);
@@ -816,7 +1032,7 @@ gateway__on_completed (void *cls, struct MHD_Connection *connection, void **req_
         mesh_log_kv (level, "http request", "request_id", request->request_id, "trace_id",
                      request->trace_id, "method", gateway_method_label (request->method),
                      "route", request->route->template, "status", status, "duration_ms", ms,
-                     NULL);
+                     request->actor[0]? "actor": NULL, request->actor, NULL);
     }
     request->connection = NULL;
     if (!request->in_mesh)

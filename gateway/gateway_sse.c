@@ -48,6 +48,7 @@ struct s_stream_s {
     bool ended;                 //  No more data: end after the buffer
     bool released;              //  MHD freed the response: connection gone
     char request_id[GATEWAY_REQUEST_ID_MAX + 1];    //  For the log
+    char actor[MESH_ENVELOPE_MAX_ACTOR + 1];        //  Of catch-up calls, "" when none
 };
 
 struct gateway_sse_s {
@@ -225,6 +226,7 @@ s_fetch (s_stream_t *stream)
         .body = self->buffer.data,
         .body_len = self->buffer.size,
         .timeout_ms = self->timeout_ms,
+        .actor = stream->actor[0]? stream->actor: NULL,
         .tag = stream,
     };
     int rc = mesh_client_send (self->client, &call, NULL);
@@ -377,7 +379,7 @@ s_release (void *cls)
 //  Open a stream.
 struct MHD_Response *
 gateway_sse_open (gateway_sse_t *self, struct MHD_Connection *connection, bool resume,
-                  uint64_t last_seq, const char *request_id)
+                  uint64_t last_seq, const char *request_id, const char *actor)
 {
     assert (self);
     assert (connection);
@@ -386,6 +388,7 @@ gateway_sse_open (gateway_sse_t *self, struct MHD_Connection *connection, bool r
     stream->owner = self;
     stream->connection = connection;
     snprintf (stream->request_id, sizeof stream->request_id, "%s", request_id);
+    snprintf (stream->actor, sizeof stream->actor, "%s", actor? actor: "");
     struct MHD_Response *response = MHD_create_response_from_callback (
         MHD_SIZE_UNKNOWN, S_BLOCK_SIZE, s_read, stream, s_release);
     if (!response) {

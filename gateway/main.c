@@ -14,7 +14,10 @@
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_signal.h"
 
+#include <errno.h>
+#include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/signalfd.h>
@@ -42,8 +45,45 @@ static const mesh_cfg_option_t s_options[] = {
       "the broker's heartbeat: a retry after unavailable waits this long (at most half "
       "the time left) so the broker has noticed every worker of a process that died" },
     MESH_CFG_CURVE_OPTIONS,
+    //  Security (docs/security.md): authentication is on when any of the
+    //  three credential sources is set
+    { "jwt-hs256-secret-files", "MESH_GATEWAY_JWT_HS256_SECRET_FILES", "",
+      "comma list of files, each an HS256 secret (32 bytes at least) JWTs are verified with" },
+    { "jwt-public-key-files", "MESH_GATEWAY_JWT_PUBLIC_KEY_FILES", "",
+      "comma list of PEM public keys JWTs are verified with (RSA: RS256, EC P-256: ES256)" },
+    { "jwt-issuer", "MESH_GATEWAY_JWT_ISSUER", "", "required 'iss' of JWTs (empty: any)" },
+    { "jwt-audience", "MESH_GATEWAY_JWT_AUDIENCE", "",
+      "required member of 'aud' of JWTs (empty: any)" },
+    { "jwt-leeway-s", "MESH_GATEWAY_JWT_LEEWAY_S", "30", "clock skew allowed on exp and nbf" },
+    { "jwt-cache", "MESH_GATEWAY_JWT_CACHE", "1024",
+      "verified JWTs remembered (0: verify every request)" },
+    { "api-keys-file", "MESH_GATEWAY_API_KEYS_FILE", "",
+      "API keys: lines 'NAME SHA256-HEX SCOPE,SCOPE' (meshctl apikey), reread on change" },
+    { "rate-limit", "MESH_GATEWAY_RATE_LIMIT", "0",
+      "requests per second per caller (identity, or address without one) on /v1; 0: none" },
+    { "rate-burst", "MESH_GATEWAY_RATE_BURST", "0",
+      "requests a caller may make at once (0: the rate, at least 1)" },
+    { "rate-table", "MESH_GATEWAY_RATE_TABLE", "4096", "callers the rate limit remembers" },
+    { "cors-origins", "MESH_GATEWAY_CORS_ORIGINS", "",
+      "comma list of browser origins allowed (scheme://host[:port], * for any; empty: none)" },
+    { "tls-cert-file", "MESH_GATEWAY_TLS_CERT_FILE", "",
+      "PEM certificate (chain): serve HTTPS (with --tls-key-file)" },
+    { "tls-key-file", "MESH_GATEWAY_TLS_KEY_FILE", "", "PEM private key of the certificate" },
+    { "admin", "MESH_GATEWAY_ADMIN_ADDR", "",
+      "host:port serving /healthz /ready /metrics only, in plain HTTP (empty: the HTTP port)" },
     MESH_CFG_LOG_OPTIONS,
 };
+
+//  A non-negative decimal number of at most 1e6, nothing around it.
+static bool
+s_parse_rate (const char *text, double *rate)
+{
+    char *end = NULL;
+    errno = 0;
+    *rate = text? strtod (text, &end): 0;
+    return text && *text && end && !*end && errno == 0 && isfinite (*rate) && *rate >= 0
+        && *rate <= 1e6;
+}
 
 int
 main (int argc, char **argv)
@@ -60,6 +100,7 @@ main (int argc, char **argv)
     gateway_cfg_t gateway_cfg = gateway_cfg_defaults ();
     long timeout_ms = 0, max_body = 0, max_header = 0, max_connections = 0, idle_s = 0;
     long drain_ms = 0, probe_ms = 0, heartbeat_ms = 0;
+    long leeway_s = 0, jwt_cache = 0, rate_burst = 0, rate_table = 0;
     if (rc == 0
         && (mesh_cfg_get_long (cfg, "timeout-ms", 1, 600000, &timeout_ms)
             || mesh_cfg_get_long (cfg, "max-body", 1, 64L * 1024 * 1024, &max_body)
@@ -68,10 +109,18 @@ main (int argc, char **argv)
             || mesh_cfg_get_long (cfg, "idle-timeout-s", 1, 3600, &idle_s)
             || mesh_cfg_get_long (cfg, "drain-ms", 0, 600000, &drain_ms)
             || mesh_cfg_get_long (cfg, "probe-ms", 10, 60000, &probe_ms)
-            || mesh_cfg_get_long (cfg, "heartbeat-ms", 10, 600000, &heartbeat_ms)))
+            || mesh_cfg_get_long (cfg, "heartbeat-ms", 10, 600000, &heartbeat_ms)
+            || mesh_cfg_get_long (cfg, "jwt-leeway-s", 0, 600, &leeway_s)
+            || mesh_cfg_get_long (cfg, "jwt-cache", 0, 1000000, &jwt_cache)
+            || mesh_cfg_get_long (cfg, "rate-burst", 0, 1000000, &rate_burst)
+            || mesh_cfg_get_long (cfg, "rate-table", 8, 10000000, &rate_table)))
         rc = MESH_EINVAL;
+    //  A rate may be below one a second (0.1: one request every 10 s)
+    double rate_limit = 0;
     const char *problem = NULL;
-    if (rc)
+    if (rc == 0 && !s_parse_rate (mesh_cfg_get (cfg, "rate-limit"), &rate_limit))
+        problem = "--rate-limit must be a number of requests per second from 0 to 1000000";
+    else if (rc)
         problem = mesh_cfg_error (cfg);
     else if (mesh_log_setup ("gateway", mesh_cfg_get (cfg, "log-level"),
                              mesh_cfg_get (cfg, "log-format")))
@@ -98,6 +147,20 @@ main (int argc, char **argv)
     gateway_cfg.probe_ms = (int) probe_ms;
     gateway_cfg.retry_delay_ms = (int) heartbeat_ms;
     gateway_cfg.curve = curve;
+    gateway_cfg.auth.hs256_secret_files = mesh_cfg_get (cfg, "jwt-hs256-secret-files");
+    gateway_cfg.auth.public_key_files = mesh_cfg_get (cfg, "jwt-public-key-files");
+    gateway_cfg.auth.issuer = mesh_cfg_get (cfg, "jwt-issuer");
+    gateway_cfg.auth.audience = mesh_cfg_get (cfg, "jwt-audience");
+    gateway_cfg.auth.leeway_s = (int) leeway_s;
+    gateway_cfg.auth.cache_entries = (size_t) jwt_cache;
+    gateway_cfg.auth.api_keys_file = mesh_cfg_get (cfg, "api-keys-file");
+    gateway_cfg.rate_limit = rate_limit;
+    gateway_cfg.rate_burst = (unsigned int) rate_burst;
+    gateway_cfg.rate_table = (size_t) rate_table;
+    gateway_cfg.cors_origins = mesh_cfg_get (cfg, "cors-origins");
+    gateway_cfg.tls_cert_file = mesh_cfg_get (cfg, "tls-cert-file");
+    gateway_cfg.tls_key_file = mesh_cfg_get (cfg, "tls-key-file");
+    gateway_cfg.admin_addr = mesh_cfg_get (cfg, "admin");
 
     sigset_t signals;
     mesh_signal_block_shutdown (&signals);     //  Before ZeroMQ starts its threads
@@ -113,10 +176,12 @@ main (int argc, char **argv)
         mesh_cfg_destroy (&cfg);
         return 1;
     }
-    char port[16];
+    char port[16], admin_port[16];
     snprintf (port, sizeof port, "%d", gateway_port (gateway));
+    snprintf (admin_port, sizeof admin_port, "%d", gateway_admin_port (gateway));
     mesh_log_kv (MESH_LOG_INFO, "gateway serving", "http", gateway_cfg.http_addr, "port", port,
-                 "broker", gateway_cfg.broker, NULL);
+                 "broker", gateway_cfg.broker, "scheme",
+                 *gateway_cfg.tls_cert_file? "https": "http", "admin_port", admin_port, NULL);
     rc = gateway_run (gateway, signal_fd);
     gateway_destroy (&gateway);
     close (signal_fd);

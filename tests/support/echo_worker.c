@@ -2,7 +2,9 @@
     mesh-echo-worker - a libmesh worker for tests and benchmarks
     Methods: "echo" replies with the request body; "whoami" replies with
     "PID/THREAD" (tests count which worker served what); "sleep" {ms} waits
-    then replies {} ; "fail" {code} replies with that error code.
+    then replies {} ; "fail" {code} replies with that error code. With
+    --reply-request 1 any other method is answered {method, actor, id}: what
+    the worker was asked and for whom (the gateway's security tests).
     Several threads may each run a worker (--threads), sharing one context.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
@@ -23,6 +25,7 @@
 
 typedef struct {
     int thread_index;           //  For whoami
+    bool reply_request;         //  Answer unknown methods with what was asked
     mesh_worker_t *worker;      //  Owned by main
 } s_thread_t;
 
@@ -31,6 +34,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "service", NULL, "echo", "service to serve" },
     { "credit", NULL, "1", "requests held at once (1 = plain RFC 7 READY)" },
     { "threads", NULL, "1", "worker threads (each a separate worker)" },
+    { "reply-request", NULL, "0", "1: answer any other method with {method, actor, id}" },
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval" },
     { "liveness", "MESH_LIVENESS", "3", "missed heartbeats before reconnecting" },
     MESH_CFG_CURVE_OPTIONS,
@@ -87,6 +91,16 @@ s_handle (void *arg, const mesh_request_t *request, mesh_response_t *response)
         snprintf (response->message, sizeof response->message, "failed on request");
         return (mesh_code_t) s_field_u64 (request->body, "code", MESH_CODE_INTERNAL);
     }
+    if (thread->reply_request) {
+        const mesh_slice_t fields[] = { request->method, request->actor, request->id };
+        const char *const names[] = { "method", "actor", "id" };
+        msgpack_pack_map (response->body, 3);
+        for (size_t index = 0; index < 3; index++) {
+            mesh_pack_cstr (response->body, names[index]);
+            msgpack_pack_str_with_body (response->body, fields[index].ptr, fields[index].len);
+        }
+        return MESH_CODE_OK;
+    }
     snprintf (response->message, sizeof response->message, "unknown method");
     return MESH_CODE_UNIMPLEMENTED;
 }
@@ -106,7 +120,7 @@ main (int argc, char **argv)
                                     "Echo worker for zmesh tests and benchmarks.", s_options,
                                     sizeof s_options / sizeof s_options[0]);
     int rc = mesh_cfg_parse (cfg, argc, argv);
-    long credit = 1, threads = 1, heartbeat_ms = 1000, liveness = 3;
+    long credit = 1, threads = 1, heartbeat_ms = 1000, liveness = 3, reply_request = 0;
     if (mesh_cfg_answer_builtin (cfg, rc, stdout)) {
         mesh_cfg_destroy (&cfg);
         return 0;
@@ -115,6 +129,7 @@ main (int argc, char **argv)
         || mesh_cfg_get_long (cfg, "threads", 1, 64, &threads)
         || mesh_cfg_get_long (cfg, "heartbeat-ms", 10, 60000, &heartbeat_ms)
         || mesh_cfg_get_long (cfg, "liveness", 1, 100, &liveness)
+        || mesh_cfg_get_long (cfg, "reply-request", 0, 1, &reply_request)
         || mesh_log_setup ("echo-worker", mesh_cfg_get (cfg, "log-level"),
                            mesh_cfg_get (cfg, "log-format"))) {
         fprintf (stderr, "mesh-echo-worker: %s\n", mesh_cfg_error (cfg));
@@ -136,6 +151,7 @@ main (int argc, char **argv)
     pthread_t *ids = calloc ((size_t) threads, sizeof (pthread_t));
     for (long index = 0; index < threads; index++) {
         pool[index].thread_index = (int) index;
+        pool[index].reply_request = reply_request != 0;
         mesh_worker_cfg_t worker_cfg = {
             .zmq_context = context,
             .broker = mesh_cfg_get (cfg, "broker"),

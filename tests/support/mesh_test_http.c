@@ -217,6 +217,15 @@ mesh_test_expect_problem (const mesh_test_http_response_t *response, long status
 }
 
 //  --------------------------------------------------------------------------
+const char *
+mesh_test_mesh_url (const mesh_test_mesh_t *mesh, const char *path)
+{
+    static char url[512];
+    snprintf (url, sizeof url, "%s%s", mesh->base, path);
+    return url;
+}
+
+//  --------------------------------------------------------------------------
 bool
 mesh_test_wait_ready (const char *base, long want, int timeout_ms)
 {

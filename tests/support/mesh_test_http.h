@@ -64,6 +64,10 @@ void
 void
     mesh_test_mesh_stop (mesh_test_mesh_t *mesh);
 
+//  mesh->base + path, in a static buffer (valid until the next call).
+const char *
+    mesh_test_mesh_url (const mesh_test_mesh_t *mesh, const char *path);
+
 //  Poll GET base/ready until it answers `want`. True when it did within
 //  timeout_ms.
 bool

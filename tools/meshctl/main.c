@@ -30,6 +30,11 @@ static const mesh_cfg_option_t s_options[] = {
     { "count", NULL, NULL, "events: exit 0 after this many (malformed ones not counted)" },
     { "dir", NULL, ".", "keygen: directory the certificate pair is written to" },
     MESH_CFG_CURVE_OPTIONS,
+    { "scopes", NULL, NULL, "apikey, token: comma list of users:read, users:write, audit:read, events:read" },
+    { "key-file", NULL, NULL, "token: HS256 secret file, or RSA / EC P-256 private key (PEM)" },
+    { "ttl", NULL, "3600", "token: seconds until it expires" },
+    { "issuer", NULL, NULL, "token: its iss claim" },
+    { "audience", NULL, NULL, "token: its aud claim" },
     { "log-level", "MESH_LOG_LEVEL", "warn", "debug, info, warn or error" },
     { "log-format", "MESH_LOG_FORMAT", "text", "text, or json (one object per line)" },
 };
@@ -56,6 +61,10 @@ static const char s_summary[] =
     "                            CURVE certificate pair (--dir, default .); GRANT, repeated:\n"
     "                            serve:SERVICES call:SERVICES publish:PREFIXES\n"
     "                            subscribe:PREFIXES delegate (lists: commas or spaces)\n"
+    "  apikey NAME --scopes S,S  a new API key for mesh-gateway: line 1 the key (shown\n"
+    "                            once), line 2 its line for MESH_GATEWAY_API_KEYS_FILE\n"
+    "  token SUBJECT --key-file F  a JWT for mesh-gateway (HS256 secret, or RS256/ES256\n"
+    "                            private key), --scopes, --ttl, --issuer, --audience\n"
     "\n"
     "examples:\n"
     "  meshctl call user user.get '{\"id\":\"0b6f...\"}' --pretty\n"
@@ -231,12 +240,28 @@ s_run (mesh_cfg_t *cfg, const s_argv_t *argv)
     size_t args = mesh_cfg_argc (cfg);
     const char *command = mesh_cfg_arg (cfg, 0);
     if (!command)
-        return s_usage ("no command: call, services, service, events or keygen", NULL);
+        return s_usage ("no command: call, services, service, events, keygen, apikey or token",
+                        NULL);
     if (strcmp (command, "keygen") == 0) {
         if (args != 2)
             return s_usage ("usage: meshctl keygen NAME [--may GRANT]... [--dir DIR]", NULL);
         return meshctl_keygen (mesh_cfg_arg (cfg, 1), mesh_cfg_get (cfg, "dir"), argv->mays,
                                argv->may_count);
+    }
+    if (strcmp (command, "apikey") == 0) {
+        if (args != 2)
+            return s_usage ("usage: meshctl apikey NAME --scopes SCOPE[,SCOPE...]", NULL);
+        return meshctl_apikey (mesh_cfg_arg (cfg, 1), mesh_cfg_get (cfg, "scopes"));
+    }
+    if (strcmp (command, "token") == 0) {
+        long ttl_s = 0;
+        if (args != 2 || mesh_cfg_get_long (cfg, "ttl", 1, 10L * 365 * 86400, &ttl_s))
+            return s_usage ("usage: meshctl token SUBJECT --key-file FILE [--scopes S,S] "
+                            "[--ttl SECONDS]",
+                            NULL);
+        return meshctl_token (mesh_cfg_arg (cfg, 1), mesh_cfg_get (cfg, "scopes"),
+                              mesh_cfg_get (cfg, "key-file"), ttl_s, mesh_cfg_get (cfg, "issuer"),
+                              mesh_cfg_get (cfg, "audience"));
     }
     if (argv->may_count)
         return s_usage ("--may is for keygen", NULL);

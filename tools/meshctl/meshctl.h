@@ -71,6 +71,16 @@ int
     meshctl_keygen (const char *name, const char *dir, const char *const *mays,
                     size_t may_count);
 
+//  `apikey NAME --scopes S,S`: print a new API key and its keys-file line.
+int
+    meshctl_apikey (const char *name, const char *scopes);
+
+//  `token SUBJECT --key-file F`: print a JWT signed with the key in F for
+//  `ttl_s` seconds; scopes (comma list), issuer and audience may be NULL.
+int
+    meshctl_token (const char *subject, const char *scopes, const char *key_file, long ttl_s,
+                   const char *issuer, const char *audience);
+
 //  Write `value` to `stream` as one line (indented when `pretty`) and
 //  flush. Returns 0 or -1 when the stream fails. Does not take the value.
 int
