@@ -38,7 +38,7 @@ static mesh_proc_t *s_audit;
 static mesh_proc_t *s_gateway;
 static char s_base[64]; //  http://127.0.0.1:port
 static jwt_test_keys_t s_jwt_keys;
-static char *s_token;          //  Bearer token of subject s_subject
+static char *s_token;            //  Bearer token of subject s_subject
 static char s_auth_header[2048]; //  "Authorization: Bearer ..."
 static char s_subject[64];
 
@@ -184,9 +184,10 @@ Test (curve_mesh, a_user_created_over_http_reaches_the_audit_log_with_its_actor)
         json_t *page = response.status == 200 ? json_loads (response.body, 0, NULL) : NULL;
         size_t index;
         json_t *item;
-        json_array_foreach (json_object_get (page, "items"), index, item) {
-            const char *seen = json_string_value (json_object_get (
-                json_object_get (item, "data"), "email"));
+        json_array_foreach (json_object_get (page, "items"), index, item)
+        {
+            const char *seen =
+                json_string_value (json_object_get (json_object_get (item, "data"), "email"));
             if (seen && strcmp (seen, email) == 0)
                 entry = json_incref (item);
         }
