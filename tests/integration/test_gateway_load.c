@@ -24,6 +24,7 @@
 #define S_MAX_CLIENTS 100
 
 static mesh_test_mesh_t s_mesh;
+static int s_round;             //  Round of creates: part of their keys and emails
 static const char *const s_user_flags[] = { "--log-level", "debug", NULL };
 static const char *const s_gateway_flags[] = { "--log-level", "info", NULL };
 
@@ -74,13 +75,13 @@ s_client_prepare (s_client_t *client, const char *url)
     curl_slist_free_all (client->headers);
     client->headers = curl_slist_append (NULL, header);
     if (client->create) {
-        snprintf (header, sizeof header, "Idempotency-Key: key-%d-%d", client->index,
+        snprintf (header, sizeof header, "Idempotency-Key: key-%d-%d-%d", s_round, client->index,
                   client->done);
         client->headers = curl_slist_append (client->headers, header);
         client->headers = curl_slist_append (client->headers, "Content-Type: application/json");
         snprintf (client->body, sizeof client->body,
-                  "{\"name\":\"Load\",\"email\":\"c%d-%d@example.com\"}", client->index,
-                  client->done);
+                  "{\"name\":\"Load\",\"email\":\"c%d-%d-%d@example.com\"}", s_round,
+                  client->index, client->done);
         curl_easy_setopt (client->easy, CURLOPT_POSTFIELDS, client->body);
     }
     curl_easy_setopt (client->easy, CURLOPT_URL, url);
@@ -227,20 +228,29 @@ Test (gateway_load, worker_killed_all_stopped_started_again)
                    1.0, "no call met the dead worker:\n%s", metrics.body);
     mesh_test_http_response_free (&metrics);
 
-    //  POSTs with an Idempotency-Key are retried too: all created once
-    mesh_test_mesh_user_start (&s_mesh, 0);
-    cr_assert (mesh_test_wait_workers (s_mesh.broker.endpoint, "user", 4, 15000));
+    //  POSTs with an Idempotency-Key are retried too: all created once. A
+    //  plain kill (see s_kill_first_user) holds creates only when the LRU
+    //  happened to give the new process some at that moment, which a loaded
+    //  machine can make unlikely: up to three rounds, each of which must
+    //  lose nothing, until one create met the dead worker.
     char create[128];
     snprintf (create, sizeof create, "%s/v1/users", s_mesh.base);
-    outcome = s_load (20, 10, create, NULL, true, s_kill_first_user);
-    cr_assert_eq (outcome.ok, 200, "%d POSTs failed while a worker died (last status %ld)",
-                  outcome.failed, outcome.last_status);
-    mesh_proc_destroy (&s_mesh.users[0]);
-    metrics = mesh_test_http_do ("GET", metrics_url, NULL, NULL);
-    cr_assert_geq (mesh_test_metric (metrics.body, "mesh_calls_total",
-                                     "service=\"user\",method=\"user.create\",outcome=\"unavailable\""),
-                   1.0, "no create met the dead worker:\n%s", metrics.body);
-    mesh_test_http_response_free (&metrics);
+    double met = 0.0;
+    for (int round = 0; round < 3 && met < 1.0; round++) {
+        s_round = round;
+        mesh_test_mesh_user_start (&s_mesh, 0);
+        cr_assert (mesh_test_wait_workers (s_mesh.broker.endpoint, "user", 4, 15000));
+        outcome = s_load (20, 10, create, NULL, true, s_kill_first_user);
+        cr_assert_eq (outcome.ok, 200, "%d POSTs failed while a worker died (last status %ld)",
+                      outcome.failed, outcome.last_status);
+        mesh_proc_destroy (&s_mesh.users[0]);
+        metrics = mesh_test_http_do ("GET", metrics_url, NULL, NULL);
+        met = mesh_test_metric (metrics.body, "mesh_calls_total",
+                                "service=\"user\",method=\"user.create\",outcome=\"unavailable\"");
+        if (met < 1.0 && round == 2)
+            cr_assert_fail ("no create met the dead worker in three rounds:\n%s", metrics.body);
+        mesh_test_http_response_free (&metrics);
+    }
 
     //  Every user process gone: 503 + Retry-After, well before the 5 s deadline
     mesh_proc_signal (s_mesh.users[1], SIGKILL);
