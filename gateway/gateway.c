@@ -19,6 +19,7 @@
 #include "mesh/mdp.h"
 #include "mesh/mesh_admin.h"
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_file.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_time.h"
 
@@ -160,11 +161,11 @@ s_security_new (gateway_t *self, const gateway_cfg_t *cfg)
             goto fail;
         }
         size_t len = 0;
-        self->tls_cert = gateway_read_file (cfg->tls_cert_file, 1024 * 1024, &len, error,
+        self->tls_cert = mesh_file_read (cfg->tls_cert_file, 1024 * 1024, &len, error,
                                             sizeof error);
         if (!self->tls_cert)
             goto fail;
-        self->tls_key = gateway_read_file (cfg->tls_key_file, 1024 * 1024, &len, error,
+        self->tls_key = mesh_file_read (cfg->tls_key_file, 1024 * 1024, &len, error,
                                            sizeof error);
         if (!self->tls_key)
             goto fail;

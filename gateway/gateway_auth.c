@@ -9,6 +9,7 @@
 #include "gateway_auth.h"
 
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_file.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_time.h"
 
@@ -126,32 +127,6 @@ gateway_auth_key_hash (const char *key, char *hex)
         snprintf (hex + 2 * index, 3, "%02x", digest[index]);
 }
 
-//  --------------------------------------------------------------------------
-//  A whole file of at most `max` bytes as a fresh NUL-terminated string.
-char *
-gateway_read_file (const char *path, size_t max, size_t *len, char *error, size_t size)
-{
-    assert (path);
-    FILE *file = fopen (path, "rb");
-    if (!file) {
-        snprintf (error, size, "cannot read '%s': %s", path, strerror (errno));
-        return NULL;
-    }
-    char *data = mesh_alloc (max + 1);
-    size_t got = fread (data, 1, max + 1, file);
-    bool failed = ferror (file);
-    fclose (file);
-    if (failed || got > max) {
-        snprintf (error, size, "cannot read '%s': %s", path,
-                  failed ? "read error" : "the file is too large");
-        free (data);
-        return NULL;
-    }
-    data[got] = '\0';
-    *len = got;
-    return data;
-}
-
 //  The algorithm a PEM public key is for (RSA: RS256, EC P-256: ES256), or
 //  JWT_ALG_INVAL with `error` set.
 static jwt_alg_t
@@ -199,16 +174,12 @@ s_load_jwt_keys (gateway_auth_t *self, const char *files, bool secrets, char *er
             return -1;
         }
         size_t key_len = 0;
-        char *key = gateway_read_file (path, S_MAX_KEY_FILE, &key_len, error, size);
+        char *key = mesh_file_read (path, S_MAX_KEY_FILE, &key_len, error, size);
         if (!key)
             return -1;
         jwt_alg_t alg = JWT_ALG_HS256;
         if (secrets) {
-            //  `echo secret > file` leaves a newline that is not part of it
-            if (key_len && key[key_len - 1] == '\n')
-                key[--key_len] = '\0';
-            if (key_len && key[key_len - 1] == '\r')
-                key[--key_len] = '\0';
+            mesh_secret_trim (key, &key_len);
             if (key_len < S_MIN_SECRET) {
                 snprintf (error, size, "'%s': an HS256 secret needs %d bytes at least", path,
                           S_MIN_SECRET);
@@ -287,7 +258,7 @@ s_load_api_keys (gateway_auth_t *self, char *error, size_t size)
         return -1;
     }
     size_t len = 0;
-    char *text = gateway_read_file (self->api_keys_file, S_MAX_KEYS_FILE, &len, error, size);
+    char *text = mesh_file_read (self->api_keys_file, S_MAX_KEYS_FILE, &len, error, size);
     if (!text)
         return -1;
     size_t capacity = 16, count = 0;

@@ -89,8 +89,4 @@ const char *gateway_scope_name (unsigned int scope);
 //  the form the keys file stores.
 void gateway_auth_key_hash (const char *key, char *hex);
 
-//  A whole file of at most `max` bytes as a fresh NUL-terminated string
-//  (caller frees), *len its length; NULL with `error` (size bytes) set.
-char *gateway_read_file (const char *path, size_t max, size_t *len, char *error, size_t size);
-
 #endif

@@ -11,6 +11,7 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "meshctl.h"
+#include "mesh/mesh_file.h"
 
 #include <jwt.h>
 #include <openssl/crypto.h>
@@ -51,22 +52,22 @@ meshctl_token (const char *subject, const char *scopes, const char *key_file, lo
                          "[--scopes S,S] [--ttl SECONDS] [--issuer I] [--audience A]\n");
         return MESHCTL_EXIT_USAGE;
     }
-    unsigned char key[16384];
-    FILE *file = fopen (key_file, "rb");
-    size_t len = file ? fread (key, 1, sizeof key - 1, file) : 0;
-    if (file)
-        fclose (file);
-    if (len == 0) {
-        fprintf (stderr, "meshctl: cannot read a key from '%s'\n", key_file);
+    char error[512];
+    size_t len = 0;
+    char *key = mesh_file_read (key_file, 16383, &len, error, sizeof error);
+    if (!key || len == 0) {
+        fprintf (stderr, "meshctl: %s\n", key ? "the key file is empty" : error);
+        free (key);
         return MESHCTL_EXIT_USAGE;
     }
-    key[len] = '\0';
-    jwt_alg_t alg = s_alg_of (key, len);
-    if (alg == JWT_ALG_HS256 && key[len - 1] == '\n')
-        key[--len] = '\0';
+    jwt_alg_t alg = s_alg_of ((const unsigned char *)key, len);
+    if (alg == JWT_ALG_HS256)
+        mesh_secret_trim (key, &len);
     if (alg == JWT_ALG_INVAL) {
         fprintf (stderr, "meshctl: '%s' is neither a secret nor an RSA or EC private key\n",
                  key_file);
+        OPENSSL_cleanse (key, len);
+        free (key);
         return MESHCTL_EXIT_USAGE;
     }
     //  The gateway wants scopes space-separated (OAuth 2); the flag takes commas
@@ -78,7 +79,7 @@ meshctl_token (const char *subject, const char *scopes, const char *key_file, lo
     long now = (long)time (NULL);
     jwt_t *jwt = NULL;
     char *token = NULL;
-    if (jwt_new (&jwt) == 0 && jwt_set_alg (jwt, alg, key, (int)len) == 0 &&
+    if (jwt_new (&jwt) == 0 && jwt_set_alg (jwt, alg, (const unsigned char *)key, (int)len) == 0 &&
         jwt_add_grant (jwt, "sub", subject) == 0 && jwt_add_grant_int (jwt, "iat", now) == 0 &&
         jwt_add_grant_int (jwt, "exp", now + ttl_s) == 0 &&
         (!scope[0] || jwt_add_grant (jwt, "scope", scope) == 0) &&
@@ -87,6 +88,7 @@ meshctl_token (const char *subject, const char *scopes, const char *key_file, lo
         token = jwt_encode_str (jwt);
     jwt_free (jwt);
     OPENSSL_cleanse (key, len);
+    free (key);
     if (!token) {
         fprintf (stderr, "meshctl: libjwt cannot sign the token\n");
         return MESHCTL_EXIT_FAILURE;
