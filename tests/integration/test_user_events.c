@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define S_MAX_PROCS 2
@@ -478,6 +479,80 @@ Test (user_events, batched_gets_answer_each_request)
     //  The batches really were shared: fewer user_find round trips than gets
     //  is not observable from here, but every answer above came through
     //  user_worker_handle_batch (credit 32 makes batches of up to 32)
+}
+
+//  --------------------------------------------------------------------------
+//  Creates a credit worker holds at once are stored in one transaction, yet
+//  each is answered on its own: of the creates that share an email exactly
+//  one wins and the others get already_exists, an invalid one gets
+//  invalid_argument, and every stored user has one event with its own
+//  request's trace, numbered without a gap.
+Test (user_events, batched_creates_answer_each_request)
+{
+    if (!*s_pg.name)
+        cr_skip_test ("DATABASE_URL is not set");
+    s_users[0] = user_test_start (&s_broker, s_pg.conninfo, 1, NULL,
+                                  (const char *const[]) {"--credit", "32", NULL});
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "user", 1, 30000));
+    enum { EMAILS = 100, REQUESTS = 300 };
+    //  Request i: email i % EMAILS; every 13th an invalid email
+    for (int sent = 0; sent < REQUESTS; sent++) {
+        char email[64], id[32], trace[64];
+        if (sent % 13 == 0)
+            snprintf (email, sizeof email, "not-an-email-%d", sent);
+        else
+            snprintf (email, sizeof email, "create%d@example.com", sent % EMAILS);
+        msgpack_sbuffer body;
+        s_pack_user (&body, "Batch", email);
+        snprintf (id, sizeof id, "create-%d", sent);
+        snprintf (trace, sizeof trace, "00-%032x-00f067aa0ba902b7-01", (unsigned) sent + 1);
+        mesh_call_t call = {
+            .service = "user", .method = "user.create", .body = body.data,
+            .body_len = body.size, .timeout_ms = 30000, .id = id, .trace = trace,
+            .tag = (void *) (intptr_t) sent,
+        };
+        cr_assert_eq (mesh_client_send (s_client, &call, NULL), 0);
+        msgpack_sbuffer_destroy (&body);
+    }
+    int winners[EMAILS] = {0};
+    int stored = 0;
+    for (int done = 0; done < REQUESTS; done++) {
+        mesh_reply_t reply;
+        cr_assert_eq (mesh_client_recv (s_client, &reply, -1), 0);
+        int sent = (int) (intptr_t) reply.tag;
+        if (sent % 13 == 0) {
+            user_test_expect_code (&reply, MESH_CODE_INVALID_ARGUMENT);
+            continue;
+        }
+        if (reply.code == MESH_CODE_ALREADY_EXISTS)
+            continue;
+        user_test_expect_code (&reply, MESH_CODE_OK);
+        winners[sent % EMAILS]++;
+        stored++;
+        //  Its event carries its own request's trace
+        char id[64], where[256];
+        user_test_str (reply.body, "id", id, sizeof id);
+        snprintf (where, sizeof where,
+                  "SELECT count(*) FROM %s.outbox WHERE subject = $1::uuid"
+                  " AND trace = '00-%032x-00f067aa0ba902b7-01'",
+                  s_pg.name, (unsigned) sent + 1);
+        cr_expect_eq (mesh_test_pg_long (s_pg.admin, where, id), 1, "request %d", sent);
+    }
+    for (int email = 0; email < EMAILS; email++)
+        cr_expect_eq (winners[email], 1, "email %d has %d winners", email, winners[email]);
+    cr_expect_eq (s_count ("SELECT count(*) FROM users"), stored);
+    cr_expect_eq (s_count ("SELECT count(*) FROM outbox"), stored);
+    //  Shared transactions: fewer of them than users (a worker holding
+    //  32 of 300 requests sent at once gets batches of more than one)
+    long transactions = s_count ("SELECT count(DISTINCT xmin::text) FROM users");
+    cr_expect_lt (transactions, stored, "%ld transactions for %d users", transactions, stored);
+    //  The relay numbers every event: seq 1..stored, no gap
+    long numbered = 0;
+    for (int64_t until_ms = mesh_mono_ms () + 30000; mesh_mono_ms () < until_ms; usleep (20000))
+        if ((numbered = s_count ("SELECT count(*) FROM outbox WHERE seq IS NOT NULL")) == stored)
+            break;
+    cr_assert_eq (numbered, stored, "the relay numbered %ld of %d events", numbered, stored);
+    cr_expect_eq (s_count ("SELECT max(seq) FROM outbox"), stored);
 }
 
 //  --------------------------------------------------------------------------

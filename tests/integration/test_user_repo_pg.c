@@ -267,6 +267,122 @@ Test (user_repo_pg, duplicate_email_or_id_conflicts_and_writes_nothing)
     user_repo_destroy (&repo);
 }
 
+//  Destroy `count` users, one more and the repository.
+static void
+s_destroy_all (user_t **users, int count, user_t **stored, user_repo_t **repo)
+{
+    for (int index = 0; index < count; index++)
+        user_destroy (&users[index]);
+    user_destroy (stored);
+    user_repo_destroy (repo);
+}
+
+//  User 1 with `email`, inserted with event 1 (event id number 9001); the
+//  caller destroys it.
+static user_t *
+s_insert_stored (user_repo_t *repo, const char *email)
+{
+    user_t *stored = s_user (1, "Stored", email, S_T0, S_T0);
+    char event_id[USER_ID_SIZE];
+    user_event_t event = s_event (USER_EVENT_CREATED, 1, stored, event_id);
+    cr_assert_eq (user_repo_insert (repo, stored, &event), 0);
+    return stored;
+}
+
+Test (user_repo_pg, insert_many_commits_once_and_conflicts_only_the_taken)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    user_t *stored = s_insert_stored (repo, "taken@example.com");
+    //  Free, taken by the stored user, free, taken by the first of this
+    //  call (another id), free; the free ones in no email order
+    const char *emails[5] = {"zed@example.com", "taken@example.com", "amy@example.com",
+                             "zed@example.com", "mo@example.com"};
+    static const char *traces[5] = {
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", NULL, NULL, NULL,
+        "00-11111111111111111111111111111111-2222222222222222-01"};
+    user_t *users[5];
+    user_event_t events[5];
+    char event_ids[5][USER_ID_SIZE];
+    for (int index = 0; index < 5; index++) {
+        users[index] = s_user (10 + index, "Batch", emails[index], S_T0, S_T0);
+        events[index] = s_event (USER_EVENT_CREATED, 10 + index, users[index], event_ids[index]);
+        events[index].trace = traces[index];
+    }
+    int rcs[5] = {-1, -1, -1, -1, -1};
+    user_repo_insert_many (repo, (const user_t *const *) users, events, 5, rcs);
+    int want[5] = {0, MESH_ECONFLICT, 0, MESH_ECONFLICT, 0};
+    for (int index = 0; index < 5; index++)
+        cr_assert_eq (rcs[index], want[index], "create %d: %d", index, rcs[index]);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM users", NULL), 4);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox", NULL), 4);
+    //  The three stored ones are one transaction: one xmin
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin,
+                                     "SELECT count(DISTINCT xmin::text) FROM users"
+                                     " WHERE email <> 'taken@example.com'",
+                                     NULL),
+                  1);
+    for (int index = 0; index < 5; index += 2) {
+        user_t *found = NULL;
+        cr_assert_eq (user_repo_find (repo, user_id (users[index]), &found), 0);
+        s_assert_same_user (found, users[index]);
+        user_destroy (&found);
+    }
+    //  Each event with its own trace
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin,
+                                     "SELECT count(*) FROM outbox WHERE event_id = $1::uuid"
+                                     " AND trace = '00-0af7651916cd43dd8448eb211c80319c-"
+                                     "b7ad6b7169203331-01'",
+                                     event_ids[0]),
+                  1);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin,
+                                     "SELECT count(*) FROM outbox WHERE event_id = $1::uuid"
+                                     " AND trace = '00-11111111111111111111111111111111-"
+                                     "2222222222222222-01'",
+                                     event_ids[4]),
+                  1);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin,
+                                     "SELECT count(*) FROM outbox WHERE event_id = $1::uuid"
+                                     " AND trace IS NULL",
+                                     event_ids[2]),
+                  1);
+    s_destroy_all (users, 5, &stored, &repo);
+}
+
+Test (user_repo_pg, insert_many_whose_transaction_fails_tries_each_alone)
+{
+    s_need_database ();
+    user_repo_t *repo = s_repo ();
+    user_t *stored = s_insert_stored (repo, "stored@example.com");
+    //  The middle create reuses the stored event's id: its outbox INSERT
+    //  fails (unique event_id), which aborts the whole pipeline
+    user_t *users[3];
+    user_event_t events[3];
+    char event_ids[3][USER_ID_SIZE];
+    const char *emails[3] = {"a@example.com", "b@example.com", "c@example.com"};
+    for (int index = 0; index < 3; index++) {
+        users[index] = s_user (20 + index, "Batch", emails[index], S_T0, S_T0);
+        events[index] = s_event (USER_EVENT_CREATED, index == 1? 1: 20 + index, users[index],
+                                 event_ids[index]);
+    }
+    int rcs[3] = {-1, -1, -1};
+    user_repo_insert_many (repo, (const user_t *const *) users, events, 3, rcs);
+    cr_assert_eq (rcs[0], 0);
+    cr_assert_eq (rcs[1], MESH_ECONFLICT);
+    cr_assert_eq (rcs[2], 0);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM users", NULL), 3);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin, "SELECT count(*) FROM outbox", NULL), 3);
+    cr_assert_eq (mesh_test_pg_long (s_pg.admin,
+                                     "SELECT count(*) FROM users WHERE email = 'b@example.com'",
+                                     NULL),
+                  0);
+    //  The connection left pipeline mode clean: a plain call works
+    user_t *found = NULL;
+    cr_assert_eq (user_repo_find (repo, user_id (users[2]), &found), 0);
+    user_destroy (&found);
+    s_destroy_all (users, 3, &stored, &repo);
+}
+
 Test (user_repo_pg, update_changes_the_row_and_writes_an_event)
 {
     s_need_database ();

@@ -180,6 +180,44 @@ Test (user_app, create_duplicate_email_conflicts_without_event)
     user_destroy (&first);
 }
 
+Test (user_app, create_many_answers_each_create_on_its_own)
+{
+    user_t *taken = s_create ("Ada", "ada@example.com");
+    //  A good one, one taken by a stored user, an invalid one, a good one,
+    //  and one taken by an earlier create of the same call
+    user_app_create_t creates[5] = {
+        {.name = "Bob", .name_len = 3, .email = "bob@example.com", .email_len = 15,
+         .actor = "alice", .actor_len = 5, .trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+        {.name = "Ada 2", .name_len = 5, .email = "ADA@example.com", .email_len = 15},
+        {.name = "Cy", .name_len = 2, .email = "not-an-email", .email_len = 12},
+        {.name = "Dee", .name_len = 3, .email = "dee@example.com", .email_len = 15},
+        {.name = "Bob 2", .name_len = 5, .email = "bob@example.com", .email_len = 15},
+    };
+    user_t *users[5];
+    int rcs[5];
+    const char *fields[5], *whys[5];
+    user_app_create_many (s_app, creates, 5, users, rcs, fields, whys);
+    int want[5] = {0, MESH_ECONFLICT, MESH_EINVAL, 0, MESH_ECONFLICT};
+    for (size_t index = 0; index < 5; index++) {
+        cr_assert_eq (rcs[index], want[index], "create %zu: %d", index, rcs[index]);
+        cr_assert ((users[index] != NULL) == (want[index] == 0), "create %zu", index);
+    }
+    cr_assert_str_eq (fields[2], "email");
+    cr_assert_not_null (whys[2]);
+    cr_assert_null (fields[1]);
+    cr_assert_str_eq (user_name (users[0]), "Bob");
+    cr_assert_str_eq (user_email (users[3]), "dee@example.com");
+    //  One event per stored user, with the create's actor and trace
+    cr_assert_eq (user_repo_memory_user_count (s_memory), 3);
+    cr_assert_eq (s_events (), 3);
+    cr_assert_str_eq (s_event (1)->subject, user_id (users[0]));
+    cr_assert_str_eq (s_event (1)->actor, "alice");
+    cr_assert_str_eq (s_event (2)->subject, user_id (users[3]));
+    for (size_t index = 0; index < 5; index++)
+        user_destroy (&users[index]);
+    user_destroy (&taken);
+}
+
 //  --- Get ------------------------------------------------------------------
 
 Test (user_app, get_found_not_found_and_bad_id)

@@ -106,23 +106,31 @@ s_event (user_app_t *self, user_event_t *event, char event_id[USER_ID_SIZE], con
     event->user = user;
     event->time_us = time_us;
     event->actor = actor;
+    event->trace = NULL;
 }
 
 //  --------------------------------------------------------------------------
-//  Create a user and its user.created event.
-int
-user_app_create (user_app_t *self, const char *actor, size_t actor_len, const char *name,
-                 size_t name_len, const char *email, size_t email_len, user_t **user_p,
-                 const char **field, const char **why)
+//  A create checked and ready for the store: the new user and its event
+//  (which borrows the user and the buffers below).
+typedef struct {
+    user_t *user;                       //  Owned until stored or dropped
+    user_event_t event;
+    char event_id[USER_ID_SIZE];
+    char actor[USER_ACTOR_SIZE];
+} s_create_t;
+
+//  Check a create's actor, name and email and build its user and event
+//  into `create`. Returns 0, MESH_EINVAL (*field, *why), or MESH_EIO.
+static int
+s_create_prepare (user_app_t *self, const char *actor, size_t actor_len, const char *name,
+                  size_t name_len, const char *email, size_t email_len, s_create_t *create,
+                  const char **field, const char **why)
 {
-    assert (self);
     assert (name || name_len == 0);
     assert (email || email_len == 0);
-    assert (user_p);
     s_clear (field, why);
-
-    char actor_norm[USER_ACTOR_SIZE];
-    int rc = s_actor (actor, actor_len, actor_norm, field, why);
+    create->user = NULL;
+    int rc = s_actor (actor, actor_len, create->actor, field, why);
     if (rc)
         return rc;
     char name_norm[USER_NAME_SIZE];
@@ -137,20 +145,75 @@ user_app_create (user_app_t *self, const char *actor, size_t actor_len, const ch
     char id[USER_ID_SIZE];
     s_make_id (self, id);
     int64_t now_us = self->env.now_us (self->env.arg);
-    user_t *user = user_new (id, name_norm, email_norm, now_us, now_us);
-    if (!user)
+    create->user = user_new (id, name_norm, email_norm, now_us, now_us);
+    if (!create->user)
         return MESH_EIO;        //  Only a clock outside years 0000..9999 gets here
+    s_event (self, &create->event, create->event_id, USER_EVENT_CREATED, create->user, now_us,
+             create->actor);
+    return 0;
+}
 
-    user_event_t event;
-    char event_id[USER_ID_SIZE];
-    s_event (self, &event, event_id, USER_EVENT_CREATED, user, now_us, actor_norm);
-    rc = user_repo_insert (self->repo, user, &event);
+//  --------------------------------------------------------------------------
+//  Create a user and its user.created event.
+int
+user_app_create (user_app_t *self, const char *actor, size_t actor_len, const char *name,
+                 size_t name_len, const char *email, size_t email_len, user_t **user_p,
+                 const char **field, const char **why)
+{
+    assert (self);
+    assert (user_p);
+    s_create_t create;
+    int rc = s_create_prepare (self, actor, actor_len, name, name_len, email, email_len, &create,
+                               field, why);
+    if (rc == 0)
+        rc = user_repo_insert (self->repo, create.user, &create.event);
     if (rc) {
-        user_destroy (&user);
+        user_destroy (&create.user);
         return rc;
     }
-    *user_p = user;
+    *user_p = create.user;
     return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Create several users, stored together.
+void
+user_app_create_many (user_app_t *self, const user_app_create_t *creates, size_t count,
+                      user_t **users, int *rcs, const char **fields, const char **whys)
+{
+    assert (self);
+    assert (count <= USER_APP_CREATE_MANY_MAX);
+    s_create_t prepared[USER_APP_CREATE_MANY_MAX];
+    const user_t *store_users[USER_APP_CREATE_MANY_MAX];
+    user_event_t store_events[USER_APP_CREATE_MANY_MAX];
+    int store_rcs[USER_APP_CREATE_MANY_MAX];
+    size_t slot_of[USER_APP_CREATE_MANY_MAX];
+    size_t stored = 0;
+    for (size_t index = 0; index < count; index++) {
+        const user_app_create_t *create = &creates[index];
+        users[index] = NULL;
+        rcs[index] = s_create_prepare (self, create->actor, create->actor_len, create->name,
+                                       create->name_len, create->email, create->email_len,
+                                       &prepared[index], &fields[index], &whys[index]);
+        if (rcs[index] == 0) {
+            store_users[stored] = prepared[index].user;
+            store_events[stored] = prepared[index].event;
+            store_events[stored].trace = create->trace;
+            slot_of[stored++] = index;
+        }
+        else
+            user_destroy (&prepared[index].user);
+    }
+    if (stored)
+        user_repo_insert_many (self->repo, store_users, store_events, stored, store_rcs);
+    for (size_t index = 0; index < stored; index++) {
+        size_t slot = slot_of[index];
+        rcs[slot] = store_rcs[index];
+        if (rcs[slot] == 0)
+            users[slot] = prepared[slot].user;
+        else
+            user_destroy (&prepared[slot].user);
+    }
 }
 
 //  --------------------------------------------------------------------------

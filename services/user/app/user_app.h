@@ -67,6 +67,31 @@ int user_app_create (user_app_t *self, const char *actor, size_t actor_len, cons
                      size_t name_len, const char *email, size_t email_len, user_t **user_p,
                      const char **field, const char **why);
 
+//  One create of a user_app_create_many call: what user_app_create takes,
+//  plus the request's W3C traceparent (NULL = none), stored with its event.
+typedef struct {
+    const char *actor;
+    size_t actor_len;
+    const char *name;
+    size_t name_len;
+    const char *email;
+    size_t email_len;
+    const char *trace;
+} user_app_create_t;
+
+//  Most creates one user_app_create_many call takes.
+#define USER_APP_CREATE_MANY_MAX 64
+
+//  user_app_create for `count` creates (at most USER_APP_CREATE_MANY_MAX),
+//  stored together (user_repo_insert_many: one transaction, one commit).
+//  For each i: rcs[i] is 0 with users[i] a fresh user the caller destroys,
+//  or what user_app_create would return with users[i] NULL (MESH_EINVAL
+//  with fields[i] and whys[i] set as user_app_create sets them;
+//  MESH_ECONFLICT for this create only; a store error).
+void
+    user_app_create_many (user_app_t *self, const user_app_create_t *creates, size_t count,
+                          user_t **users, int *rcs, const char **fields, const char **whys);
+
 //  Fetch a user by id (a UUID, either case). Returns 0, MESH_EINVAL
 //  ("id"), MESH_ENOTFOUND, or a store error.
 int

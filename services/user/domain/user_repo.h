@@ -32,6 +32,7 @@ typedef struct {
     const user_t *user;         //  The user after the change; the last state for deleted
     int64_t time_us;            //  When the change happened, unix microseconds
     const char *actor;          //  Who asked (user_actor_normalize'd); NULL or "" = none
+    const char *trace;          //  W3C traceparent stored with it; NULL = set_request's
 } user_event_t;
 
 //  One event as the outbox holds it once the relay has numbered it: what
@@ -77,6 +78,16 @@ typedef struct {
     //  Store a new user and its event atomically. MESH_ECONFLICT when the
     //  email (or, improbably, the id) is taken: nothing is written.
     int (*insert) (user_repo_t *self, const user_t *user, const user_event_t *event);
+    //  insert for `count` users at once, each with its event; rcs[i] is
+    //  what insert would return for user i. Every user whose email (or id)
+    //  is free is stored, all in ONE transaction (one commit), and gets 0;
+    //  one whose email is taken, by a stored user or by an earlier one of
+    //  the same call, gets MESH_ECONFLICT and nothing of it is written.
+    //  When the transaction fails, every rcs[i] is that store error and
+    //  nothing is written. Optional: when NULL, user_repo_insert_many
+    //  calls insert for each (one transaction each).
+    void (*insert_many) (user_repo_t *self, const user_t *const *users,
+                         const user_event_t *events, size_t count, int *rcs);
     //  Fetch a user; on 0 *user_p is a fresh user the caller destroys.
     //  MESH_ENOTFOUND when there is no such user.
     int (*find) (user_repo_t *self, const char *id, user_t **user_p);
@@ -144,6 +155,17 @@ static inline int
 user_repo_insert (user_repo_t *self, const user_t *user, const user_event_t *event)
 {
     return self->ops->insert (self, user, event);
+}
+
+static inline void
+user_repo_insert_many (user_repo_t *self, const user_t *const *users,
+                       const user_event_t *events, size_t count, int *rcs)
+{
+    if (self->ops->insert_many)
+        self->ops->insert_many (self, users, events, count, rcs);
+    else
+        for (size_t index = 0; index < count; index++)
+            rcs[index] = self->ops->insert (self, users[index], &events[index]);
 }
 
 static inline int

@@ -165,17 +165,27 @@ s_reply_user (int rc, user_t **user_p, const char *field, const char *why,
     return 0;
 }
 
+//  The name and email of a user.create body. Returns 0 or MESH_EINVAL with
+//  the message.
+static int
+s_need_create (const msgpack_object *body, s_str_t *name, s_str_t *email, char *message,
+               size_t message_size)
+{
+    int rc = s_need_map (body, false, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "name", true, name, message, message_size);
+    if (!rc)
+        rc = s_field_str (body, "email", true, email, message, message_size);
+    return rc;
+}
+
 int
 user_codec_create (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
                    msgpack_packer *reply, char *message, size_t message_size)
 {
     message[0] = '\0';
     s_str_t name, email;
-    int rc = s_need_map (body, false, message, message_size);
-    if (!rc)
-        rc = s_field_str (body, "name", true, &name, message, message_size);
-    if (!rc)
-        rc = s_field_str (body, "email", true, &email, message, message_size);
+    int rc = s_need_create (body, &name, &email, message, message_size);
     if (rc)
         return rc;
     user_t *user = NULL;
@@ -183,6 +193,45 @@ user_codec_create (user_app_t *app, mesh_slice_t actor, const msgpack_object *bo
     rc = user_app_create (app, actor.ptr, actor.len, name.ptr, name.len, email.ptr, email.len,
                           &user, &field, &why);
     return s_reply_user (rc, &user, field, why, reply, message, message_size);
+}
+
+void
+user_codec_create_many (user_app_t *app, const user_codec_request_t *requests, size_t count,
+                        msgpack_packer *const *replies, char *const *messages,
+                        size_t message_size, int *rcs)
+{
+    assert (count <= USER_APP_CREATE_MANY_MAX);
+    user_app_create_t creates[USER_APP_CREATE_MANY_MAX];
+    size_t slot_of[USER_APP_CREATE_MANY_MAX] = {0};
+    size_t asked = 0;
+    for (size_t index = 0; index < count; index++) {
+        messages[index][0] = '\0';
+        s_str_t name, email;
+        rcs[index] =
+            s_need_create (requests[index].body, &name, &email, messages[index], message_size);
+        if (!rcs[index]) {
+            creates[asked] = (user_app_create_t) {
+                .actor = requests[index].actor.ptr,
+                .actor_len = requests[index].actor.len,
+                .name = name.ptr,
+                .name_len = name.len,
+                .email = email.ptr,
+                .email_len = email.len,
+                .trace = requests[index].trace,
+            };
+            slot_of[asked++] = index;
+        }
+    }
+    user_t *users[USER_APP_CREATE_MANY_MAX];
+    int app_rcs[USER_APP_CREATE_MANY_MAX];
+    const char *fields[USER_APP_CREATE_MANY_MAX], *whys[USER_APP_CREATE_MANY_MAX];
+    if (asked)
+        user_app_create_many (app, creates, asked, users, app_rcs, fields, whys);
+    for (size_t index = 0; index < asked; index++) {
+        size_t slot = slot_of[index];
+        rcs[slot] = s_reply_user (app_rcs[index], &users[index], fields[index], whys[index],
+                                  replies[slot], messages[slot], message_size);
+    }
 }
 
 int

@@ -33,6 +33,22 @@ typedef int (user_codec_fn) (user_app_t *app, mesh_slice_t actor, const msgpack_
 
 //  user.create {name, email} -> the user
 user_codec_fn user_codec_create;
+//  One request of user_codec_create_many: the envelope's actor, the body
+//  (may be NULL) and the traceparent (NULL = none) stored with its event.
+typedef struct {
+    mesh_slice_t actor;
+    const msgpack_object *body;
+    const char *trace;
+} user_codec_request_t;
+
+//  user.create for `count` requests at once (at most
+//  USER_APP_CREATE_MANY_MAX), stored in one transaction: request i's reply
+//  goes to replies[i] and its message (message_size bytes) to messages[i];
+//  rcs[i] is what user_codec_create would return for it.
+void
+    user_codec_create_many (user_app_t *app, const user_codec_request_t *requests,
+                            size_t count, msgpack_packer *const *replies,
+                            char *const *messages, size_t message_size, int *rcs);
 //  user.get {id} -> the user
 user_codec_fn user_codec_get;
 //  user.get for `count` requests at once (at most USER_APP_GET_MANY_MAX):

@@ -6,6 +6,10 @@
     RETURNING id) INSERT INTO outbox ... FROM u: atomic without BEGIN and
     COMMIT (one round trip instead of three), and when the user is missing
     u is empty, so no event is written and the row count says "not found".
+    A create whose email is taken is the same: ON CONFLICT DO NOTHING
+    leaves u empty, with no error that would abort a transaction, so the
+    creates of a worker's batch go to the server in one pipeline and one
+    transaction (one commit), each with its own answer.
     Times cross the wire as int8 unix microseconds and are turned into
     timestamptz (and back) in SQL with integer arithmetic only, so they are
     exact to the microsecond over the whole range user.h allows.
@@ -76,7 +80,7 @@ static const struct {
     [S_INSERT] = { "user_insert",
         "WITH u AS (INSERT INTO users (id, name, email, created_at, updated_at)"
         " VALUES ($1::uuid, $2::text, $3::text, " S_TIME ("4") ", " S_TIME ("5") ")"
-        " RETURNING id)" S_OUTBOX_INSERT ("6", "7", "8", "9", "10", "11", "12") },
+        " ON CONFLICT DO NOTHING RETURNING id)" S_OUTBOX_INSERT ("6", "7", "8", "9", "10", "11", "12") },
     [S_FIND] = { "user_find",
         "SELECT " S_USER_COLUMNS " FROM users WHERE id = $1::uuid" },
     [S_UPDATE] = { "user_update",
@@ -352,43 +356,69 @@ s_pack_user (const user_t *user, msgpack_sbuffer *buffer)
 }
 
 //  --------------------------------------------------------------------------
+//  The parameters of a change statement: `nfixed` leading ones, then the
+//  event's seven (event id, type, subject, data, time, trace, actor).
+typedef struct {
+    const char *values[12];
+    int lengths[12];
+    int formats[12];
+    int count;
+    msgpack_sbuffer data;           //  The event payload; owned
+    char event_time[S_INT64_SIZE];
+} s_change_params_t;
+
+//  Fill `params` (destroy with s_change_params_destroy). The fixed values
+//  and the event are borrowed and must outlive the params.
+static void
+s_change_params_init (s_repo_t *self, s_change_params_t *params, const char **fixed, int nfixed,
+                      const user_event_t *event)
+{
+    assert (event->type && event->id && event->subject && event->user);
+    assert (nfixed + 7 <= 12);
+    memset (params, 0, sizeof *params);
+    msgpack_sbuffer_init (&params->data);
+    s_pack_user (event->user, &params->data);
+    snprintf (params->event_time, sizeof params->event_time, "%" PRId64, event->time_us);
+    for (int index = 0; index < nfixed; index++)
+        params->values[index] = fixed[index];
+    params->values[nfixed] = event->id;
+    params->values[nfixed + 1] = event->type;
+    params->values[nfixed + 2] = event->subject;
+    //  A bytea parameter in binary: the packed bytes as they are
+    params->values[nfixed + 3] = params->data.data? params->data.data: "";
+    params->lengths[nfixed + 3] = (int) params->data.size;
+    params->formats[nfixed + 3] = 1;
+    params->values[nfixed + 4] = params->event_time;
+    //  The event's own trace when it has one that fits (longer is not a
+    //  traceparent, so not stored), else the request's
+    params->values[nfixed + 5] =
+        !event->trace? self->trace: strlen (event->trace) < USER_TRACE_SIZE? event->trace: "";
+    params->values[nfixed + 6] = event->actor ? event->actor : "";
+    params->count = nfixed + 7;
+}
+
+static void
+s_change_params_destroy (s_change_params_t *params)
+{
+    msgpack_sbuffer_destroy (&params->data);
+}
+
+//  --------------------------------------------------------------------------
 //  Run a change statement whose last seven parameters are the event's
-//  (event id, type, subject, data, time, trace, actor) after `nfixed`
-//  leading ones. Returns 0, MESH_ENOTFOUND when it changed no row, or a failure
-//  code.
+//  after `nfixed` leading ones. Returns 0, MESH_ENOTFOUND when it changed
+//  no row, or a failure code.
 static int
 s_change (s_repo_t *self, s_statement_t statement, const char **fixed, int nfixed,
           const user_event_t *event)
 {
-    assert (event->type && event->id && event->subject && event->user);
     int rc = s_ready (self);
     if (rc)
         return rc;
-    msgpack_sbuffer data;
-    msgpack_sbuffer_init (&data);
-    s_pack_user (event->user, &data);
-    char event_time[S_INT64_SIZE];
-    snprintf (event_time, sizeof event_time, "%" PRId64, event->time_us);
-
-    const char *values[12];
-    int lengths[12] = {0};
-    int formats[12] = {0};
-    assert (nfixed + 7 <= 12);
-    for (int index = 0; index < nfixed; index++)
-        values[index] = fixed[index];
-    values[nfixed] = event->id;
-    values[nfixed + 1] = event->type;
-    values[nfixed + 2] = event->subject;
-    //  A bytea parameter in binary: the packed bytes as they are
-    values[nfixed + 3] = data.data? data.data: "";
-    lengths[nfixed + 3] = (int) data.size;
-    formats[nfixed + 3] = 1;
-    values[nfixed + 4] = event_time;
-    values[nfixed + 5] = self->trace;
-    values[nfixed + 6] = event->actor ? event->actor : "";
-
-    PGresult *result = s_exec (self, statement, nfixed + 7, values, lengths, formats, 0);
-    msgpack_sbuffer_destroy (&data);
+    s_change_params_t params;
+    s_change_params_init (self, &params, fixed, nfixed, event);
+    PGresult *result = s_exec (self, statement, params.count, params.values, params.lengths,
+                               params.formats, 0);
+    s_change_params_destroy (&params);
     if (PQresultStatus (result) != PGRES_COMMAND_OK)
         rc = s_failure (self, result, s_statements[statement].name);
     else if (strcmp (PQcmdTuples (result), "0") == 0)
@@ -416,6 +446,22 @@ s_user_from_row (const PGresult *result, int row, user_t **user_p)
 }
 
 //  --------------------------------------------------------------------------
+//  The five leading parameters of S_INSERT for `user`; `created` and
+//  `updated` hold the times' text.
+static void
+s_insert_fixed (const user_t *user, const char *fixed[5], char created[S_INT64_SIZE],
+                char updated[S_INT64_SIZE])
+{
+    snprintf (created, S_INT64_SIZE, "%" PRId64, user_created_at_us (user));
+    snprintf (updated, S_INT64_SIZE, "%" PRId64, user_updated_at_us (user));
+    fixed[0] = user_id (user);
+    fixed[1] = user_name (user);
+    fixed[2] = user_email (user);
+    fixed[3] = created;
+    fixed[4] = updated;
+}
+
+//  --------------------------------------------------------------------------
 //  Insert a user and its user.created event in one statement.
 static int
 s_insert (user_repo_t *repo, const user_t *user, const user_event_t *event)
@@ -425,12 +471,150 @@ s_insert (user_repo_t *repo, const user_t *user, const user_event_t *event)
     assert (event);
     char created[S_INT64_SIZE];
     char updated[S_INT64_SIZE];
-    snprintf (created, sizeof created, "%" PRId64, user_created_at_us (user));
-    snprintf (updated, sizeof updated, "%" PRId64, user_updated_at_us (user));
-    const char *fixed[5] = {user_id (user), user_name (user), user_email (user), created, updated};
+    const char *fixed[5];
+    s_insert_fixed (user, fixed, created, updated);
     int rc = s_change (self, S_INSERT, fixed, 5, event);
-    //  INSERT ... VALUES always yields its row: 0 rows cannot happen
-    return rc == MESH_ENOTFOUND? MESH_EIO: rc;
+    //  No row: ON CONFLICT DO NOTHING found the email (or the id) taken
+    return rc == MESH_ENOTFOUND? MESH_ECONFLICT: rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Read what is left of a pipeline of `pending` queries up to the result of
+//  its Sync, and leave pipeline mode. After a failure that is the rest of
+//  the queries' results (aborted), each followed by NULL, then the Sync's:
+//  bounded by their number. Returns 0, or the failure code of an error met
+//  on the way (a commit at the Sync that failed) or of a lost connection.
+static int
+s_pipeline_finish (s_repo_t *self, size_t pending, const char *op)
+{
+    int rc = 0;
+    bool synced = false;
+    for (size_t spins = 0; spins < 2 * pending + 4 && PQstatus (self->conn) == CONNECTION_OK;
+         spins++) {
+        PGresult *result = PQgetResult (self->conn);
+        ExecStatusType status = PQresultStatus (result);
+        if (result && status == PGRES_FATAL_ERROR && rc == 0)
+            rc = s_failure (self, result, op);
+        PQclear (result);
+        if (status == PGRES_PIPELINE_SYNC) {
+            synced = true;
+            break;
+        }
+    }
+    if (PQstatus (self->conn) != CONNECTION_OK)
+        return rc? rc: s_failure (self, NULL, op);
+    if (!synced || !PQexitPipelineMode (self->conn)) {
+        self->broken = true;    //  Confused: start afresh next time
+        if (rc == 0)
+            rc = MESH_EIO;
+    }
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Most creates one pipeline carries; a longer call is cut into pipelines
+//  of this many.
+#define S_INSERT_MANY_MAX 64
+
+//  A create of a pipeline, in the order it is sent.
+typedef struct {
+    const char *email;
+    size_t index;               //  In the caller's arrays
+} s_insert_slot_t;
+
+static int
+s_insert_slot_cmp (const void *left, const void *right)
+{
+    return strcmp (((const s_insert_slot_t *) left)->email,
+                   ((const s_insert_slot_t *) right)->email);
+}
+
+//  --------------------------------------------------------------------------
+//  Send up to S_INSERT_MANY_MAX creates as one pipeline with one Sync: one
+//  implicit transaction, committed at the Sync, whose answer is read
+//  before any create is reported stored (the commit is what makes it so).
+//  Sent in email order, so two batches that share emails take the unique
+//  index's locks in the same order and cannot deadlock each other. Returns
+//  0 with rcs set, or the failure of the whole transaction.
+static int
+s_insert_pipeline (s_repo_t *self, const user_t *const *users, const user_event_t *events,
+                   size_t count, int *rcs)
+{
+    assert (count <= S_INSERT_MANY_MAX);
+    assert (!self->in_unit);
+    int rc = s_ready (self);
+    if (rc)
+        return rc;
+    s_insert_slot_t order[S_INSERT_MANY_MAX];
+    for (size_t index = 0; index < count; index++)
+        order[index] = (s_insert_slot_t) { user_email (users[index]), index };
+    qsort (order, count, sizeof order[0], s_insert_slot_cmp);
+
+    int64_t started_us = mesh_mono_us ();
+    if (!PQenterPipelineMode (self->conn))
+        return s_failure (self, NULL, "pipeline");
+    size_t sent = 0;
+    for (; sent < count && rc == 0; sent++) {
+        size_t index = order[sent].index;
+        char created[S_INT64_SIZE];
+        char updated[S_INT64_SIZE];
+        const char *fixed[5];
+        s_insert_fixed (users[index], fixed, created, updated);
+        s_change_params_t params;
+        s_change_params_init (self, &params, fixed, 5, &events[index]);
+        if (!PQsendQueryPrepared (self->conn, s_statements[S_INSERT].name, params.count,
+                                  params.values, params.lengths, params.formats, 0))
+            rc = s_failure (self, NULL, s_statements[S_INSERT].name);
+        s_change_params_destroy (&params);
+    }
+    if (rc == 0 && !PQpipelineSync (self->conn))
+        rc = s_failure (self, NULL, "pipeline sync");
+    size_t read = 0;
+    for (; read < count && rc == 0; read++) {
+        PGresult *result = PQgetResult (self->conn);
+        if (PQresultStatus (result) != PGRES_COMMAND_OK)
+            rc = s_failure (self, result, s_statements[S_INSERT].name);
+        else    //  No row: ON CONFLICT DO NOTHING found the email taken
+            rcs[order[read].index] = strcmp (PQcmdTuples (result), "0") == 0? MESH_ECONFLICT: 0;
+        PQclear (result);
+        if (rc == 0)
+            PQclear (PQgetResult (self->conn));     //  NULL: end of this query's results
+    }
+    int finished = s_pipeline_finish (self, sent - read + 1, "commit");
+    if (rc == 0)
+        rc = finished;
+    if (self->metrics) {
+        double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+        for (size_t index = 0; index < count; index++)
+            mesh_histogram_observe (self->metrics->duration[S_INSERT], seconds);
+    }
+    return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Insert several users, each with its event, in one transaction per
+//  pipeline. When a pipeline's transaction fails for a reason of its own
+//  (a deadlock with a writer that is not a batch, say), its creates are
+//  tried again one by one, so one bad create cannot fail the others; when
+//  the store is down or the deadline passed, every create gets that.
+static void
+s_insert_many (user_repo_t *repo, const user_t *const *users, const user_event_t *events,
+               size_t count, int *rcs)
+{
+    s_repo_t *self = s_self (repo);
+    for (size_t start = 0; start < count; start += S_INSERT_MANY_MAX) {
+        size_t chunk = count - start < S_INSERT_MANY_MAX? count - start: S_INSERT_MANY_MAX;
+        if (chunk == 1) {
+            rcs[start] = s_insert (repo, users[start], &events[start]);
+            continue;
+        }
+        int rc = s_insert_pipeline (self, users + start, events + start, chunk, rcs + start);
+        if (rc == 0)
+            continue;
+        bool retry = rc != MESH_EUNAVAIL && rc != MESH_ETIMEDOUT;
+        for (size_t index = start; index < start + chunk; index++)
+            rcs[index] = retry? s_insert (repo, users[index], &events[index]): rc;
+    }
 }
 
 //  --------------------------------------------------------------------------
@@ -497,19 +681,9 @@ s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **u
             rc = rcs[index];
         PQclear (PQgetResult (self->conn));     //  NULL: end of this query's results
     }
-    if (PQstatus (self->conn) == CONNECTION_OK) {
-        //  After a failure: the rest of the queries' results (aborted), each
-        //  followed by NULL, then the Sync's; bounded by their number
-        for (size_t spins = 0; spins < 2 * count + 4; spins++) {
-            PGresult *result = PQgetResult (self->conn);
-            bool synced = PQresultStatus (result) == PGRES_PIPELINE_SYNC;
-            PQclear (result);
-            if (synced)
-                break;
-        }
-        if (!PQexitPipelineMode (self->conn))
-            self->broken = true;    //  Confused: start afresh next time
-    }
+    int finished = s_pipeline_finish (self, count, s_statements[S_FIND].name);
+    if (rc == 0)
+        rc = finished;
     if (self->metrics) {
         double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
         for (size_t index = 0; index < count; index++)
@@ -772,6 +946,7 @@ s_destroy (user_repo_t **self_p)
 
 static const user_repo_ops_t s_ops = {
     .insert = s_insert,
+    .insert_many = s_insert_many,
     .find = s_find,
     .find_many = s_find_many,
     .update = s_update,

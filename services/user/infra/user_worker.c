@@ -35,9 +35,12 @@ static const s_method_t s_methods[] = {
 #define S_METHOD_COUNT (sizeof s_methods / sizeof s_methods[0])
 _Static_assert(MESH_ENVELOPE_MAX_ACTOR <= USER_ACTOR_MAX,
                "every actor the envelope lets through must fit the outbox's");
-#define S_METHOD_GET 1      //  Row of user.get: batched by user_worker_handle_batch
+#define S_METHOD_CREATE 0   //  Rows of user.create and user.get: batched by
+#define S_METHOD_GET 1      //  user_worker_handle_batch
 _Static_assert (MESH_WORKER_MAX_BATCH <= USER_APP_GET_MANY_MAX,
                 "a whole batch of gets must fit one user_app_get_many call");
+_Static_assert (MESH_WORKER_MAX_BATCH <= USER_APP_CREATE_MANY_MAX,
+                "a whole batch of creates must fit one user_app_create_many call");
 //  Row of the metrics table for methods not in s_methods (a bounded label:
 //  never the raw method a client sent)
 #define S_METHOD_OTHER S_METHOD_COUNT
@@ -298,52 +301,115 @@ user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *r
     return code;
 }
 
+//  The requests of a batch that one call serves together: their slots in
+//  the batch, and the earliest of their deadlines (0 = none), which bounds
+//  the shared statements.
+typedef struct {
+    size_t slots[MESH_WORKER_MAX_BATCH];
+    size_t count;
+    uint64_t deadline_ms;
+} s_group_t;
+
+static void
+s_group_add (s_group_t *group, size_t slot, uint64_t deadline_ms)
+{
+    group->slots[group->count++] = slot;
+    if (deadline_ms && (!group->deadline_ms || deadline_ms < group->deadline_ms))
+        group->deadline_ms = deadline_ms;
+}
+
+//  The batch's user.get requests, fetched in one database round trip.
+static void
+s_handle_gets (user_worker_t *self, const s_group_t *gets, const mesh_request_t *requests,
+               mesh_response_t *responses, mesh_code_t *codes)
+{
+    int64_t started_us = mesh_mono_us ();
+    const msgpack_object *bodies[MESH_WORKER_MAX_BATCH];
+    msgpack_packer *replies[MESH_WORKER_MAX_BATCH];
+    char *messages[MESH_WORKER_MAX_BATCH];
+    int rcs[MESH_WORKER_MAX_BATCH];
+    for (size_t index = 0; index < gets->count; index++) {
+        bodies[index] = requests[gets->slots[index]].body;
+        replies[index] = responses[gets->slots[index]].body;
+        messages[index] = responses[gets->slots[index]].message;
+    }
+    user_repo_set_request (self->repo, gets->deadline_ms, NULL);
+    user_codec_get_many (self->app, bodies, gets->count, replies, messages,
+                         sizeof responses[0].message, rcs);
+    double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+    for (size_t index = 0; index < gets->count; index++) {
+        size_t slot = gets->slots[index];
+        codes[slot] = s_code (rcs[index]);
+        s_account (self, S_METHOD_GET, codes[slot], seconds, &requests[slot], &responses[slot]);
+    }
+}
+
+//  The batch's user.create requests without an idempotency key, stored in
+//  one transaction (one commit for all), each answered on its own.
+static void
+s_handle_creates (user_worker_t *self, const s_group_t *creates, const mesh_request_t *requests,
+                  mesh_response_t *responses, mesh_code_t *codes)
+{
+    int64_t started_us = mesh_mono_us ();
+    user_codec_request_t asked[MESH_WORKER_MAX_BATCH];
+    char traces[MESH_WORKER_MAX_BATCH][USER_TRACE_SIZE];
+    msgpack_packer *replies[MESH_WORKER_MAX_BATCH];
+    char *messages[MESH_WORKER_MAX_BATCH];
+    int rcs[MESH_WORKER_MAX_BATCH];
+    for (size_t index = 0; index < creates->count; index++) {
+        const mesh_request_t *request = &requests[creates->slots[index]];
+        s_copy (request->trace, traces[index], sizeof traces[index]);
+        asked[index] = (user_codec_request_t) {
+            .actor = request->actor,
+            .body = request->body,
+            .trace = request->trace.len < sizeof traces[index]? traces[index]: NULL,
+        };
+        replies[index] = responses[creates->slots[index]].body;
+        messages[index] = responses[creates->slots[index]].message;
+    }
+    //  Each create's trace goes with its own event, not the request's
+    user_repo_set_request (self->repo, creates->deadline_ms, NULL);
+    user_codec_create_many (self->app, asked, creates->count, replies, messages,
+                            sizeof responses[0].message, rcs);
+    double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
+    for (size_t index = 0; index < creates->count; index++) {
+        size_t slot = creates->slots[index];
+        codes[slot] = s_code (rcs[index]);
+        s_account (self, S_METHOD_CREATE, codes[slot], seconds, &requests[slot],
+                   &responses[slot]);
+    }
+}
+
 void
 user_worker_handle_batch (void *arg, const mesh_request_t *requests, mesh_response_t *responses,
                           mesh_code_t *codes, size_t count)
 {
     user_worker_t *self = arg;
-    //  The user.get requests of the batch go to the database together (one
-    //  round trip); everything else one by one, in order
-    size_t gets[MESH_WORKER_MAX_BATCH];
-    size_t get_count = 0;
-    uint64_t deadline_ms = 0;
-    for (size_t index = 0; index < count && index < MESH_WORKER_MAX_BATCH; index++)
-        if (s_row (requests[index].method) == S_METHOD_GET) {
-            gets[get_count++] = index;
-            //  The earliest deadline bounds the shared statements
-            uint64_t deadline = requests[index].deadline_ms;
-            if (deadline && (!deadline_ms || deadline < deadline_ms))
-                deadline_ms = deadline;
-        }
-    if (get_count < 2)
-        get_count = 0;          //  Nothing to share: the plain path
-    if (get_count) {
-        int64_t started_us = mesh_mono_us ();
-        const msgpack_object *bodies[MESH_WORKER_MAX_BATCH];
-        msgpack_packer *replies[MESH_WORKER_MAX_BATCH];
-        char *messages[MESH_WORKER_MAX_BATCH];
-        int rcs[MESH_WORKER_MAX_BATCH];
-        for (size_t index = 0; index < get_count; index++) {
-            bodies[index] = requests[gets[index]].body;
-            replies[index] = responses[gets[index]].body;
-            messages[index] = responses[gets[index]].message;
-        }
-        user_repo_set_request (self->repo, deadline_ms, NULL);
-        user_codec_get_many (self->app, bodies, get_count, replies, messages,
-                             sizeof responses[0].message, rcs);
-        double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
-        for (size_t index = 0; index < get_count; index++) {
-            codes[gets[index]] = s_code (rcs[index]);
-            s_account (self, S_METHOD_GET, codes[gets[index]], seconds, &requests[gets[index]],
-                       &responses[gets[index]]);
-        }
+    //  The batch's user.get requests go to the database together (one
+    //  round trip), and so do its creates without an idempotency key (one
+    //  transaction: a key's unit of work is a transaction of its own);
+    //  everything else one by one, in order
+    s_group_t gets = {.count = 0}, creates = {.count = 0};
+    bool grouped[MESH_WORKER_MAX_BATCH] = {false};
+    for (size_t index = 0; index < count && index < MESH_WORKER_MAX_BATCH; index++) {
+        size_t row = s_row (requests[index].method);
+        if (row == S_METHOD_GET)
+            s_group_add (&gets, index, requests[index].deadline_ms);
+        else if (row == S_METHOD_CREATE && requests[index].idem.len == 0)
+            s_group_add (&creates, index, requests[index].deadline_ms);
     }
-    for (size_t index = 0, next_get = 0; index < count; index++) {
-        if (next_get < get_count && gets[next_get] == index) {
-            next_get++;
-            continue;
-        }
-        codes[index] = user_worker_handle (self, &requests[index], &responses[index]);
+    //  A group of one has nothing to share: the plain path
+    if (gets.count > 1) {
+        s_handle_gets (self, &gets, requests, responses, codes);
+        for (size_t index = 0; index < gets.count; index++)
+            grouped[gets.slots[index]] = true;
     }
+    if (creates.count > 1) {
+        s_handle_creates (self, &creates, requests, responses, codes);
+        for (size_t index = 0; index < creates.count; index++)
+            grouped[creates.slots[index]] = true;
+    }
+    for (size_t index = 0; index < count; index++)
+        if (index >= MESH_WORKER_MAX_BATCH || !grouped[index])
+            codes[index] = user_worker_handle (self, &requests[index], &responses[index]);
 }

@@ -51,8 +51,11 @@ mesh_code_t
     user_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *response);
 
 //  The mesh_batch_handler_fn: the batch's user.get requests are fetched
-//  together (user_app_get_many: one database round trip), the others are
-//  handled one by one as user_worker_handle does. `arg` is a user_worker_t.
+//  together (user_app_get_many: one database round trip), its user.create
+//  requests without an idempotency key are stored together
+//  (user_app_create_many: one transaction, one commit, an answer each),
+//  the others are handled one by one as user_worker_handle does. `arg` is
+//  a user_worker_t.
 void
     user_worker_handle_batch (void *arg, const mesh_request_t *requests,
                               mesh_response_t *responses, mesh_code_t *codes, size_t count);
