@@ -42,14 +42,19 @@ static const mesh_cfg_option_t s_options[] = {
     { "broker", "MESH_BROKER", "tcp://127.0.0.1:5555", "broker endpoint" },
     { "database-url", "DATABASE_URL", NULL,
       "PostgreSQL conninfo or postgresql:// URL (required; never logged)" },
-    { "workers", "MESH_USER_WORKERS", "4",
+    //  Defaults: one worker thread holding up to 64 requests. On the 2-core
+    //  machine of docs/performance.md fewer, fuller batches win: a batch's
+    //  creates share one commit (one WAL flush) and its gets one round trip,
+    //  so one full worker per process beats four a quarter full. Two
+    //  processes (scripts/run) keep the service up while one restarts.
+    { "workers", "MESH_USER_WORKERS", "1",
       "worker threads, each with its own database connection" },
     //  Credit lets a worker thread hold several requests; the ones that
     //  arrive together are handled as a batch, their user.get lookups in
     //  one database round trip (libpq pipeline). Each held request waits
     //  for the batch before it, so credit trades a little latency for far
     //  fewer wake-ups per request (scripts/bench user, docs/performance.md).
-    { "credit", "MESH_USER_CREDIT", "8",
+    { "credit", "MESH_USER_CREDIT", "64",
       "requests each worker thread holds at once; they are handled in batches" },
     { "events-pub", "MESH_EVENTS_PUB", "tcp://127.0.0.1:5556",
       "broker's event XSUB endpoint the outbox relay publishes to" },
