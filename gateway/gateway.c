@@ -236,7 +236,7 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     if (!err)
         err = &unused;
     gateway_t *self = mesh_alloc (sizeof (gateway_t));
-    gateway_random_init (&self->random);
+    mesh_random_init (&self->random);
     self->cfg = *cfg;
     self->registry = mesh_metrics_new ();
     self->metrics = gateway_metrics_new (self->registry);

@@ -39,7 +39,7 @@ typedef struct gateway_request_s gateway_request_t;
 
 struct gateway_s {
     gateway_cfg_t cfg;          //  Copied; strings borrowed from the caller
-    gateway_random_t random;    //  Request ids and trace ids
+    mesh_random_t random;    //  Request ids and trace ids
     struct MHD_Daemon *daemon;  //  HTTP server, owned
     int port;                   //  HTTP port bound
     struct MHD_Daemon *admin_daemon;    //  Admin routes only, owned; NULL: on `daemon`
