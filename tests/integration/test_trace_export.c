@@ -21,18 +21,6 @@
 
 TestSuite (trace_export, .timeout = 60.);
 
-//  A stand-in environment: NULL-terminated name, value pairs.
-static const char *const *s_env;
-
-static const char *
-s_getenv (const char *name)
-{
-    for (size_t index = 0; s_env && s_env[index]; index += 2)
-        if (strcmp (s_env[index], name) == 0)
-            return s_env[index + 1];
-    return NULL;
-}
-
 //  Settings for `endpoint` with `extra` pairs on top (NULL-terminated).
 static mesh_trace_config_t
 s_config (const char *endpoint, const char *const *extra)
@@ -44,10 +32,9 @@ s_config (const char *endpoint, const char *const *extra)
     for (size_t index = 0; extra && extra[index] && used < 30; index++)
         env[used++] = extra[index];
     env[used] = NULL;
-    s_env = env;
     mesh_trace_config_t config;
     char error[256];
-    cr_assert_eq (mesh_trace_config_read (&config, "unused", s_getenv, error, sizeof error), 0,
+    cr_assert_eq (otlp_test_config_read (env, &config, error, sizeof error), 0,
                   "%s", error);
     return config;
 }

@@ -11,6 +11,8 @@
 
 #include "mesh_test.h"
 
+#include "mesh/mesh_trace.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,5 +47,11 @@ json_t *otlp_test_find (json_t *spans, const char *service, const char *name);
 //  String value of attribute `key` of `span`, or NULL (int values are
 //  strings in OTLP JSON too).
 const char *otlp_test_attr (json_t *span, const char *key);
+
+//  mesh_trace_config_read over a stand-in environment: `env` holds
+//  NULL-terminated name, value pairs (borrowed for the call). Service name
+//  "mesh-test". Returns what mesh_trace_config_read returns.
+int otlp_test_config_read (const char *const *env, mesh_trace_config_t *config, char *error,
+                           size_t error_size);
 
 #endif

@@ -5,31 +5,19 @@
     =========================================================================  */
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_trace.h"
+#include "otlp_test.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-//  A stand-in environment: NULL-terminated name, value pairs.
-static const char *const *s_env;
-
-static const char *
-s_getenv (const char *name)
-{
-    for (size_t index = 0; s_env && s_env[index]; index += 2)
-        if (strcmp (s_env[index], name) == 0)
-            return s_env[index + 1];
-    return NULL;
-}
-
 //  Read settings from `env`; asserts on the result code.
 static void
 s_read (const char *const *env, int expected, mesh_trace_config_t *config)
 {
     char error[256] = "";
-    s_env = env;
-    int rc = mesh_trace_config_read (config, "mesh-test", s_getenv, error, sizeof error);
+    int rc = otlp_test_config_read (env, config, error, sizeof error);
     cr_assert_eq (rc, expected, "rc %d (%s)", rc, error);
     if (rc != 0)
         cr_assert_neq (error[0], '\0');
