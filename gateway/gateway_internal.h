@@ -16,6 +16,7 @@
 
 #include "mesh/mesh_client.h"
 #include "mesh/mesh_metrics.h"
+#include "mesh/mesh_tracer.h"
 
 #include <microhttpd.h>
 #include <stdbool.h>
@@ -50,6 +51,7 @@ struct gateway_s {
     void *sub;                  //  SUB on the broker's XPUB, owned
     mesh_metrics_t *registry;   //  Served on /metrics, owned
     gateway_metrics_t *metrics; //  Owned
+    mesh_tracer_t *tracer;      //  Spans, owned; NULL: tracing off
     gateway_sse_t *sse;         //  /v1/events streams, owned
     gateway_auth_t *auth;       //  Owned; NULL: no authentication
     gateway_ratelimit_t *ratelimit; //  Owned; NULL: no rate limit

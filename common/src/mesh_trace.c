@@ -246,12 +246,12 @@ s_positive (const char *text, long fallback, long max)
 //  --------------------------------------------------------------------------
 int
 mesh_trace_config_read (mesh_trace_config_t *config, const char *service,
-                        const char *(*getenv_fn) (const char *), char *error, size_t error_size)
+                        mesh_trace_lookup_fn *lookup, void *arg, char *error, size_t error_size)
 {
-    assert (config && service && getenv_fn && error);
+    assert (config && service && lookup && error);
     memset (config, 0, sizeof *config);
-    const char *traces = getenv_fn ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-    const char *base = getenv_fn ("OTEL_EXPORTER_OTLP_ENDPOINT");
+    const char *traces = lookup (arg, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    const char *base = lookup (arg, "OTEL_EXPORTER_OTLP_ENDPOINT");
     int written = 0;
     if (traces && *traces)
         written = snprintf (config->endpoint, sizeof config->endpoint, "%s", traces);
@@ -266,9 +266,9 @@ mesh_trace_config_read (mesh_trace_config_t *config, const char *service,
                   sizeof config->endpoint - 1);
         return MESH_EINVAL;
     }
-    const char *headers = getenv_fn ("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+    const char *headers = lookup (arg, "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
     if (!headers || !*headers)
-        headers = getenv_fn ("OTEL_EXPORTER_OTLP_HEADERS");
+        headers = lookup (arg, "OTEL_EXPORTER_OTLP_HEADERS");
     if (headers && s_parse_pairs (headers, config->headers, MESH_TRACE_MAX_HEADERS,
                                   &config->header_count) != 0) {
         snprintf (error, error_size,
@@ -280,7 +280,7 @@ mesh_trace_config_read (mesh_trace_config_t *config, const char *service,
     //  service.name comes first; OTEL_SERVICE_NAME wins over the attribute
     snprintf (config->resource[0].key, sizeof config->resource[0].key, "service.name");
     config->resource_count = 1;
-    const char *attributes = getenv_fn ("OTEL_RESOURCE_ATTRIBUTES");
+    const char *attributes = lookup (arg, "OTEL_RESOURCE_ATTRIBUTES");
     if (attributes && s_parse_pairs (attributes, config->resource, MESH_TRACE_MAX_RESOURCE,
                                      &config->resource_count) != 0) {
         snprintf (error, error_size,
@@ -290,7 +290,7 @@ mesh_trace_config_read (mesh_trace_config_t *config, const char *service,
         return MESH_EINVAL;
     }
     //  OTEL_SERVICE_NAME, else a service.name attribute, else the binary's
-    const char *name = getenv_fn ("OTEL_SERVICE_NAME");
+    const char *name = lookup (arg, "OTEL_SERVICE_NAME");
     char attribute_name[sizeof config->resource[0].value] = "";
     for (size_t index = 1; index < config->resource_count; index++)
         if (strcmp (config->resource[index].key, "service.name") == 0) {
@@ -301,19 +301,19 @@ mesh_trace_config_read (mesh_trace_config_t *config, const char *service,
         name = attribute_name[0] ? attribute_name : service;
     s_copy (config->resource[0].value, sizeof config->resource[0].value, name);
 
-    if (mesh_sampler_parse (getenv_fn ("OTEL_TRACES_SAMPLER"),
-                            getenv_fn ("OTEL_TRACES_SAMPLER_ARG"), &config->sampler) != 0) {
+    if (mesh_sampler_parse (lookup (arg, "OTEL_TRACES_SAMPLER"),
+                            lookup (arg, "OTEL_TRACES_SAMPLER_ARG"), &config->sampler) != 0) {
         snprintf (error, error_size,
                   "OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG: an "
                   "unknown sampler or a ratio not in 0..1");
         return MESH_EINVAL;
     }
-    const char *timeout = getenv_fn ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT");
+    const char *timeout = lookup (arg, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT");
     if (!timeout || !*timeout)
-        timeout = getenv_fn ("OTEL_EXPORTER_OTLP_TIMEOUT");
-    long queue = s_positive (getenv_fn ("OTEL_BSP_MAX_QUEUE_SIZE"), 2048, 1 << 20);
-    long batch = s_positive (getenv_fn ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512, 1 << 20);
-    long delay = s_positive (getenv_fn ("OTEL_BSP_SCHEDULE_DELAY"), 5000, 3600000);
+        timeout = lookup (arg, "OTEL_EXPORTER_OTLP_TIMEOUT");
+    long queue = s_positive (lookup (arg, "OTEL_BSP_MAX_QUEUE_SIZE"), 2048, 1 << 20);
+    long batch = s_positive (lookup (arg, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512, 1 << 20);
+    long delay = s_positive (lookup (arg, "OTEL_BSP_SCHEDULE_DELAY"), 5000, 3600000);
     long timeout_ms = s_positive (timeout, 10000, 3600000);
     if (queue < 0 || batch < 0 || delay < 0 || timeout_ms < 0) {
         snprintf (error, error_size,

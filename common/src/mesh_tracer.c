@@ -8,10 +8,12 @@
 #include "mesh/mesh_random.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -267,4 +269,30 @@ mesh_tracer_end (mesh_tracer_t *self, mesh_span_record_t **span_p)
         free (span);
         mesh_counter_inc (self->dropped_queue);
     }
+}
+
+//  The value of the cfg option for environment variable `name`: its flag is
+//  the name in lower case with dashes.
+static const char *
+s_cfg_lookup (void *arg, const char *name)
+{
+    char flag[64];
+    size_t len = strlen (name);
+    assert (len < sizeof flag);
+    for (size_t index = 0; index <= len; index++)
+        flag[index] = name[index] == '_' ? '-' : (char)tolower ((unsigned char)name[index]);
+    //  The signal-specific variables without an option read as unset
+    if (strcmp (flag, "otel-exporter-otlp-traces-headers") == 0 ||
+        strcmp (flag, "otel-exporter-otlp-traces-timeout") == 0)
+        return NULL;
+    return mesh_cfg_get ((const mesh_cfg_t *)arg, flag);
+}
+
+//  --------------------------------------------------------------------------
+int
+mesh_trace_config_from_cfg (const mesh_cfg_t *cfg, const char *service, mesh_trace_config_t *config,
+                            char *why, size_t why_size)
+{
+    assert (cfg && service && config && why);
+    return mesh_trace_config_read (config, service, s_cfg_lookup, (void *)cfg, why, why_size);
 }

@@ -141,15 +141,14 @@ otlp_test_attr (json_t *span, const char *key)
     return NULL;
 }
 
-//  The environment otlp_test_config_read reads: getenv_fn takes no context
-static const char *const *s_env;
-
+//  Value of `name` in a NULL-terminated name, value array.
 static const char *
-s_getenv (const char *name)
+s_lookup (void *arg, const char *name)
 {
-    for (size_t index = 0; s_env && s_env[index]; index += 2)
-        if (strcmp (s_env[index], name) == 0)
-            return s_env[index + 1];
+    const char *const *env = (const char *const *) arg;
+    for (size_t index = 0; env && env[index]; index += 2)
+        if (strcmp (env[index], name) == 0)
+            return env[index + 1];
     return NULL;
 }
 
@@ -158,8 +157,6 @@ int
 otlp_test_config_read (const char *const *env, mesh_trace_config_t *config, char *error,
                        size_t error_size)
 {
-    s_env = env;
-    int rc = mesh_trace_config_read (config, "mesh-test", s_getenv, error, error_size);
-    s_env = NULL;
-    return rc;
+    return mesh_trace_config_read (config, "mesh-test", s_lookup, (void *) env, error,
+                                   error_size);
 }

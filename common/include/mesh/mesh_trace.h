@@ -87,13 +87,15 @@ typedef struct {
     int timeout_ms;    //  OTEL_EXPORTER_OTLP(_TRACES)_TIMEOUT, default 10000
 } mesh_trace_config_t;
 
-//  Read the settings through `getenv_fn` (getenv, or a stand-in in tests).
-//  `service` is service.name when OTEL_SERVICE_NAME and the resource
-//  attributes name none. The traces endpoint is taken as given; the generic
-//  one gains "/v1/traces". Returns 0, or MESH_EINVAL with a reason written
-//  into `error` (`error_size` bytes) for a value that cannot be used.
+//  Read the settings through `lookup` (an environment variable's value, or
+//  NULL when unset; `arg` is passed on). `service` is service.name when
+//  OTEL_SERVICE_NAME and the resource attributes name none. The traces
+//  endpoint is taken as given; the generic one gains "/v1/traces". Returns
+//  0, or MESH_EINVAL with a reason written into `error` (`error_size`
+//  bytes) for a value that cannot be used.
+typedef const char *(mesh_trace_lookup_fn)(void *arg, const char *name);
 int mesh_trace_config_read (mesh_trace_config_t *config, const char *service,
-                            const char *(*getenv_fn) (const char *), char *error,
+                            mesh_trace_lookup_fn *lookup, void *arg, char *error,
                             size_t error_size);
 
 //  --------------------------------------------------------------------------

@@ -14,10 +14,46 @@
 #ifndef MESH_TRACER_H_INCLUDED
 #define MESH_TRACER_H_INCLUDED
 
+#include "mesh/mesh_cfg.h"
 #include "mesh/mesh_metrics.h"
 #include "mesh/mesh_trace.h"
 
 typedef struct mesh_tracer_s mesh_tracer_t;
+
+//  The OpenTelemetry settings every process has, as mesh_cfg options: the
+//  flag is the variable's name in lower case with dashes, so a flag may
+//  override the environment like every other setting.
+#define MESH_CFG_TRACE_OPTIONS                                                                     \
+    {"otel-exporter-otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "",                             \
+     "OTLP/HTTP collector; spans go to it + /v1/traces (empty: tracing off)"},                     \
+        {"otel-exporter-otlp-traces-endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "",           \
+         "full URL spans are POSTed to (wins over the one above)"},                                \
+        {"otel-exporter-otlp-headers", "OTEL_EXPORTER_OTLP_HEADERS", "",                           \
+         "key=value,... headers of every export (never printed)"},                                 \
+        {"otel-exporter-otlp-timeout", "OTEL_EXPORTER_OTLP_TIMEOUT", "10000",                      \
+         "ms one export may take before its spans are dropped"},                                   \
+        {"otel-service-name", "OTEL_SERVICE_NAME", "", "service.name (empty: mesh-<role>)"},       \
+        {"otel-resource-attributes", "OTEL_RESOURCE_ATTRIBUTES", "",                               \
+         "key=value,... resource attributes of every span"},                                       \
+        {"otel-traces-sampler", "OTEL_TRACES_SAMPLER", "parentbased_always_on",                    \
+         "always_on, always_off, traceidratio, parentbased_always_on|_always_off|_traceidratio"},  \
+        {"otel-traces-sampler-arg", "OTEL_TRACES_SAMPLER_ARG", "1",                                \
+         "ratio 0..1 of the traceidratio samplers"},                                               \
+        {"otel-bsp-max-queue-size", "OTEL_BSP_MAX_QUEUE_SIZE", "2048",                             \
+         "spans waiting for export at most (more are dropped)"},                                   \
+        {"otel-bsp-max-export-batch-size", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512",                \
+         "spans per export at most"},                                                              \
+    {                                                                                              \
+        "otel-bsp-schedule-delay", "OTEL_BSP_SCHEDULE_DELAY", "5000",                              \
+            "ms between exports when no batch fills"                                               \
+    }
+
+//  The trace settings the MESH_CFG_TRACE_OPTIONS of `cfg` give, into
+//  *config (an empty endpoint: tracing off). `service` is the default
+//  service.name. Returns 0, or MESH_EINVAL with a reason in `why`
+//  (`why_size` bytes).
+int mesh_trace_config_from_cfg (const mesh_cfg_t *cfg, const char *service,
+                                mesh_trace_config_t *config, char *why, size_t why_size);
 
 //  A tracer for `config` (copied), counting into `metrics` (borrowed; must
 //  outlive the tracer). Returns NULL when config->endpoint is empty (tracing
