@@ -334,8 +334,8 @@ mesh_trace_config_read (mesh_trace_config_t *config, const char *service,
 void
 mesh_span_record_set_string (mesh_span_record_t *self, const char *key, const char *value)
 {
-    assert (self && key);
-    if (self->attr_count == MESH_SPAN_MAX_ATTRS)
+    assert (key);
+    if (!self || self->attr_count == MESH_SPAN_MAX_ATTRS)
         return;
     mesh_span_attr_t *attr = &self->attrs[self->attr_count++];
     s_copy (attr->key, sizeof attr->key, key);
@@ -347,8 +347,8 @@ mesh_span_record_set_string (mesh_span_record_t *self, const char *key, const ch
 void
 mesh_span_record_set_int (mesh_span_record_t *self, const char *key, int64_t value)
 {
-    assert (self && key);
-    if (self->attr_count == MESH_SPAN_MAX_ATTRS)
+    assert (key);
+    if (!self || self->attr_count == MESH_SPAN_MAX_ATTRS)
         return;
     mesh_span_attr_t *attr = &self->attrs[self->attr_count++];
     s_copy (attr->key, sizeof attr->key, key);

@@ -141,6 +141,8 @@ typedef struct {
 
 //  Add a string or integer attribute (copied; cut to fit). Silently drops
 //  attributes past MESH_SPAN_MAX_ATTRS, as an SDK's attribute limit does.
+//  A NULL span (not sampled, tracing off) takes nothing, so callers need
+//  not test.
 void mesh_span_record_set_string (mesh_span_record_t *self, const char *key, const char *value);
 void mesh_span_record_set_int (mesh_span_record_t *self, const char *key, int64_t value);
 
