@@ -196,6 +196,7 @@ main (int argc, char **argv)
     user_pg_metrics_t *pg_series = user_pg_metrics_new (metrics);
     //  NULL when no endpoint is set: tracing off
     mesh_tracer_t *tracer = mesh_tracer_new (&trace, metrics);
+    user_pg_metrics_set_tracer (pg_series, tracer);
     user_relay_t *relay = NULL;
     pthread_t relay_thread;
     bool relay_started = false;

@@ -44,6 +44,14 @@ s_teardown (void)
 
 TestSuite (trace_mesh, .init = s_setup, .fini = s_teardown, .timeout = 120.);
 
+//  The spans of one POST /v1/users: service, name pairs.
+static const char *const s_whole_trace[] = {
+    "mesh-gateway", "POST /v1/users",       "mesh-gateway", "user/user.create",
+    "mesh-user",    "user/user.create",     "mesh-user",    "user_insert",
+    "mesh-user",    "publish user.created", "mesh-audit",   "process user.created",
+    NULL,
+};
+
 //  The span of `spans` from `service` named `name`; fails the test if none.
 static json_t *
 s_span (json_t *spans, const char *service, const char *name)
@@ -80,7 +88,7 @@ Test (trace_mesh, one_post_is_one_trace_from_gateway_to_audit)
         cr_skip_test ("DATABASE_URL is not set");
     const char *trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     s_post ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "trace@example.com");
-    json_t *spans = otlp_test_wait (&s_otlp, trace_id, 5, 20000);
+    json_t *spans = otlp_test_wait_spans (&s_otlp, trace_id, s_whole_trace, 20000);
     cr_assert_not_null (spans, "the trace did not arrive whole");
 
     json_t *server = s_span (spans, "mesh-gateway", "POST /v1/users");
@@ -88,12 +96,16 @@ Test (trace_mesh, one_post_is_one_trace_from_gateway_to_audit)
     json_t *worker = s_span (spans, "mesh-user", "user/user.create");
     json_t *publish = s_span (spans, "mesh-user", "publish user.created");
     json_t *ingest = s_span (spans, "mesh-audit", "process user.created");
+    json_t *insert = s_span (spans, "mesh-user", "user_insert");
 
     //  Parent and child: the client's traceparent is the server's child
     cr_assert_str_eq (s_field (server, "parentSpanId"), "00f067aa0ba902b7");
     cr_assert_str_eq (s_field (client, "parentSpanId"), s_field (server, "spanId"));
     cr_assert_str_eq (s_field (worker, "parentSpanId"), s_field (client, "spanId"));
     cr_assert_str_eq (s_field (publish, "parentSpanId"), s_field (worker, "spanId"));
+    cr_assert_str_eq (s_field (insert, "parentSpanId"), s_field (worker, "spanId"));
+    cr_assert_str_eq (otlp_test_attr (insert, "db.system"), "postgresql");
+    cr_assert_str_eq (otlp_test_attr (insert, "db.operation"), "INSERT");
     cr_assert_str_eq (s_field (ingest, "parentSpanId"), s_field (worker, "spanId"));
     json_t *link = json_array_get (json_object_get (ingest, "links"), 0);
     cr_assert_str_eq (s_field (link, "traceId"), trace_id);
@@ -136,7 +148,8 @@ Test (trace_mesh, a_sampled_out_request_exports_nothing)
     //  Then a sampled one: once its audit span is in, the first request's
     //  spans, ended earlier in every process, would be in too
     s_post ("00-22222222222222222222222222222222-00f067aa0ba902b7-01", "in@example.com");
-    json_t *spans = otlp_test_wait (&s_otlp, "22222222222222222222222222222222", 5, 20000);
+    json_t *spans =
+        otlp_test_wait_spans (&s_otlp, "22222222222222222222222222222222", s_whole_trace, 20000);
     cr_assert_not_null (spans, "the sampled trace did not arrive");
     json_decref (spans);
     spans = otlp_test_wait (&s_otlp, "11111111111111111111111111111111", 1, 0);

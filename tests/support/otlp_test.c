@@ -108,6 +108,26 @@ otlp_test_wait (otlp_test_t *self, const char *trace_id, size_t count, int timeo
 
 //  --------------------------------------------------------------------------
 json_t *
+otlp_test_wait_spans (otlp_test_t *self, const char *trace_id, const char *const *wanted,
+                      int timeout_ms)
+{
+    int64_t until = mesh_mono_ms () + timeout_ms;
+    while (true) {
+        json_t *spans = otlp_test_wait (self, trace_id, 1, 0);
+        bool all = spans != NULL;
+        for (size_t index = 0; all && wanted[index]; index += 2)
+            all = otlp_test_find (spans, wanted[index], wanted[index + 1]) != NULL;
+        if (all)
+            return spans;
+        json_decref (spans);
+        if (mesh_mono_ms () >= until)
+            return NULL;
+        usleep (20 * 1000);
+    }
+}
+
+//  --------------------------------------------------------------------------
+json_t *
 otlp_test_find (json_t *spans, const char *service, const char *name)
 {
     size_t index;
@@ -145,7 +165,7 @@ otlp_test_attr (json_t *span, const char *key)
 static const char *
 s_lookup (void *arg, const char *name)
 {
-    const char *const *env = (const char *const *) arg;
+    const char *const *env = (const char *const *)arg;
     for (size_t index = 0; env && env[index]; index += 2)
         if (strcmp (env[index], name) == 0)
             return env[index + 1];
@@ -157,6 +177,5 @@ int
 otlp_test_config_read (const char *const *env, mesh_trace_config_t *config, char *error,
                        size_t error_size)
 {
-    return mesh_trace_config_read (config, "mesh-test", s_lookup, (void *) env, error,
-                                   error_size);
+    return mesh_trace_config_read (config, "mesh-test", s_lookup, (void *)env, error, error_size);
 }

@@ -40,6 +40,14 @@ json_t *otlp_test_spans (otlp_test_t *self);
 //  NULL on timeout.
 json_t *otlp_test_wait (otlp_test_t *self, const char *trace_id, size_t count, int timeout_ms);
 
+//  Wait up to timeout_ms until trace `trace_id` holds a span of each
+//  service, name pair of `wanted` (NULL-terminated: service, name, ...;
+//  processes export on their own schedules, so spans arrive in any order).
+//  Returns every span of the trace received by then (caller decrefs), or
+//  NULL on timeout.
+json_t *otlp_test_wait_spans (otlp_test_t *self, const char *trace_id, const char *const *wanted,
+                              int timeout_ms);
+
 //  The first span of `spans` with `name` and service `service` (NULL: any),
 //  or NULL. Borrowed from `spans`.
 json_t *otlp_test_find (json_t *spans, const char *service, const char *name);
