@@ -172,6 +172,7 @@ mesh_tracer_new (const mesh_trace_config_t *config, mesh_metrics_t *metrics)
         curl_slist_free_all (self->headers);
         free (self->queue);
         free (self);
+        curl_global_cleanup ();
         return NULL;
     }
     return self;
@@ -195,6 +196,7 @@ mesh_tracer_destroy (mesh_tracer_t **self_p)
     curl_slist_free_all (self->headers);
     free (self->queue);
     free (self);
+    curl_global_cleanup ();     //  Pairs with mesh_tracer_new's init (counted by libcurl)
     *self_p = NULL;
 }
 

@@ -270,7 +270,7 @@ s_span_start (mesh_worker_t *self, size_t index)
         return;
     mesh_request_t *request = &self->requests[index];
     char incoming[MESH_TRACEPARENT_SIZE] = "";
-    if (request->trace.len < sizeof incoming) {
+    if (request->trace.len && request->trace.len < sizeof incoming) {
         memcpy (incoming, request->trace.ptr, request->trace.len);
         incoming[request->trace.len] = '\0';
     }
