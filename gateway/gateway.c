@@ -236,10 +236,17 @@ gateway_new (const gateway_cfg_t *cfg, int *err)
     if (!err)
         err = &unused;
     gateway_t *self = mesh_alloc (sizeof (gateway_t));
-    gateway_random_init (&self->random);
+    mesh_random_init (&self->random);
     self->cfg = *cfg;
     self->registry = mesh_metrics_new ();
     self->metrics = gateway_metrics_new (self->registry);
+    if (cfg->trace && cfg->trace->endpoint[0]) {
+        *err = MESH_EIO;
+        self->tracer = mesh_tracer_new (cfg->trace, self->registry);
+        if (!self->tracer)
+            goto fail;
+    }
+    self->cfg.trace = NULL;     //  The tracer holds its copy
     *err = s_security_new (self, cfg);
     if (*err)
         goto fail;
@@ -313,6 +320,8 @@ gateway_destroy (gateway_t **self_p)
             zmq_close (self->sub);
         if (self->context)
             zmq_ctx_term (self->context);
+        //  Exports what the requests ended, then stops counting into the registry
+        mesh_tracer_destroy (&self->tracer);
         gateway_metrics_destroy (&self->metrics);
         mesh_metrics_destroy (&self->registry);
         free (self);

@@ -11,6 +11,7 @@
 #ifndef GATEWAY_H_INCLUDED
 #define GATEWAY_H_INCLUDED
 
+#include "mesh/mesh_trace.h"
 #include "mesh/mesh_curve.h"
 #include "gateway_auth.h"
 
@@ -41,6 +42,7 @@ typedef struct {
     const char *tls_cert_file;  //  PEM certificate chain: HTTPS when set (with the key)
     const char *tls_key_file;   //  PEM private key
     const char *admin_addr;     //  "host:port" for /healthz /ready /metrics only; NULL/"": the HTTP port
+    const mesh_trace_config_t *trace;   //  Tracing (copied); NULL or no endpoint: off
 } gateway_cfg_t;
 
 //  Defaults of DESIGN.md (addresses must still be set).

@@ -16,6 +16,7 @@
 
 #include "mesh/mesh_client.h"
 #include "mesh/mesh_metrics.h"
+#include "mesh/mesh_tracer.h"
 
 #include <microhttpd.h>
 #include <stdbool.h>
@@ -39,7 +40,7 @@ typedef struct gateway_request_s gateway_request_t;
 
 struct gateway_s {
     gateway_cfg_t cfg;          //  Copied; strings borrowed from the caller
-    gateway_random_t random;    //  Request ids and trace ids
+    mesh_random_t random;    //  Request ids and trace ids
     struct MHD_Daemon *daemon;  //  HTTP server, owned
     int port;                   //  HTTP port bound
     struct MHD_Daemon *admin_daemon;    //  Admin routes only, owned; NULL: on `daemon`
@@ -50,6 +51,7 @@ struct gateway_s {
     void *sub;                  //  SUB on the broker's XPUB, owned
     mesh_metrics_t *registry;   //  Served on /metrics, owned
     gateway_metrics_t *metrics; //  Owned
+    mesh_tracer_t *tracer;      //  Spans, owned; NULL: tracing off
     gateway_sse_t *sse;         //  /v1/events streams, owned
     gateway_auth_t *auth;       //  Owned; NULL: no authentication
     gateway_ratelimit_t *ratelimit; //  Owned; NULL: no rate limit

@@ -55,6 +55,10 @@ struct gateway_request_s {
     char request_id[GATEWAY_REQUEST_ID_MAX + 1];
     char traceparent[GATEWAY_TRACEPARENT_SIZE];
     char trace_id[GATEWAY_TRACE_ID_SIZE];
+    char span_id[MESH_SPAN_ID_HEX_SIZE];    //  The server span's, "" when tracing is off
+    mesh_span_record_t *server_span;    //  Owned; NULL: not traced or not sampled
+    mesh_span_record_t *call_span;      //  The mesh call's client span, owned
+    char call_traceparent[GATEWAY_TRACEPARENT_SIZE];    //  Sent in the envelope
     char param[40];             //  Raw {id} segment
     char id[37];                //  {id} as a canonical UUID
     char idem[S_IDEM_MAX + 1];  //  Idempotency-Key, "" when none
@@ -108,6 +112,9 @@ s_request_free (gateway_request_t *request)
         request->next->prev = request->prev;
     if (request->response)
         MHD_destroy_response (request->response);
+    //  Spans of a request cut short (shutdown) are not exported
+    mesh_tracer_end (NULL, &request->server_span);
+    mesh_tracer_end (NULL, &request->call_span);
     msgpack_sbuffer_destroy (&request->packed);
     free (request->body);
     free (request);
@@ -507,6 +514,87 @@ s_on_its_server (gateway_request_t *request)
     return admin_route == on_admin;
 }
 
+//  The request's trace context: with tracing on, a server span under the
+//  client's traceparent (the sampler decides; the ids go on either way);
+//  off, a fresh parent id for the same trace as before.
+static void
+s_trace_start (gateway_request_t *request)
+{
+    gateway_t *self = request->owner;
+    const char *incoming = s_header (request, "traceparent");
+    if (!self->tracer) {
+        gateway_traceparent_next (&self->random, incoming, request->traceparent,
+                                  request->trace_id);
+        return;
+    }
+    mesh_trace_ctx_t ctx;
+    //  Named when the route is known (s_server_span_end)
+    request->server_span = mesh_tracer_start_remote (self->tracer, "HTTP", MESH_SPAN_SERVER,
+                                                     incoming, &ctx);
+    mesh_traceparent_format (&ctx, request->traceparent);
+    mesh_trace_hex (ctx.trace_id, sizeof ctx.trace_id, request->trace_id);
+    mesh_trace_hex (ctx.span_id, sizeof ctx.span_id, request->span_id);
+}
+
+//  End the server span: named "METHOD /route/{template}", with the HTTP
+//  semantic conventions' attributes.
+static void
+s_server_span_end (gateway_request_t *request)
+{
+    mesh_span_record_t *span = request->server_span;
+    if (!span)
+        return;
+    const char *method = gateway_method_label (request->method);
+    bool routed = request->route && request->route->id != GATEWAY_ROUTE_UNMATCHED;
+    if (routed)
+        snprintf (span->name, sizeof span->name, "%s %s", method, request->route->template);
+    else
+        snprintf (span->name, sizeof span->name, "%s", method);
+    mesh_span_record_set_string (span, "http.request.method", method);
+    if (routed)
+        mesh_span_record_set_string (span, "http.route", request->route->template);
+    mesh_span_record_set_int (span, "http.response.status_code", request->status);
+    //  Server spans: only 5xx is an error (4xx is the client's)
+    if (request->status >= 500 || request->status == 0)
+        span->status = MESH_SPAN_STATUS_ERROR;
+    mesh_tracer_end (request->owner->tracer, &request->server_span);
+}
+
+//  End the mesh call's client span with the call's outcome.
+static void
+s_call_span_end (gateway_request_t *request, mesh_code_t code)
+{
+    mesh_span_record_t *span = request->call_span;
+    if (!span)
+        return;
+    if (code != MESH_CODE_OK) {
+        span->status = MESH_SPAN_STATUS_ERROR;
+        snprintf (span->status_message, sizeof span->status_message, "%s",
+                  mesh_code_name (code));
+    }
+    mesh_span_record_set_string (span, "rpc.zmesh.code", mesh_code_name (code));
+    mesh_tracer_end (request->owner->tracer, &request->call_span);
+}
+
+//  Start the mesh call's client span; the envelope carries its context so
+//  the worker's span hangs under it. Returns the traceparent to send.
+static const char *
+s_call_span_start (gateway_request_t *request, const char *service)
+{
+    gateway_t *self = request->owner;
+    if (!request->server_span)
+        return request->traceparent;
+    mesh_trace_ctx_t parent = request->server_span->ctx, ctx;
+    char name[96];
+    snprintf (name, sizeof name, "%s/%s", service, request->mesh_method);
+    request->call_span = mesh_tracer_start (self->tracer, name, MESH_SPAN_CLIENT, &parent, &ctx);
+    mesh_span_record_set_string (request->call_span, "rpc.system", "zmesh");
+    mesh_span_record_set_string (request->call_span, "rpc.service", service);
+    mesh_span_record_set_string (request->call_span, "rpc.method", request->mesh_method);
+    mesh_traceparent_format (&ctx, request->call_traceparent);
+    return request->call_traceparent;
+}
+
 //  What the headers decide. Returns MHD_YES to go on reading the body.
 static enum MHD_Result
 s_on_headers (gateway_request_t *request, const char *url, const char *method)
@@ -517,9 +605,7 @@ s_on_headers (gateway_request_t *request, const char *url, const char *method)
         snprintf (request->request_id, sizeof request->request_id, "%s", incoming_id);
     else
         gateway_uuid_make (&self->random, request->request_id);
-    gateway_traceparent_next (&self->random, s_header (request, "traceparent"),
-                              request->traceparent,
-                              request->trace_id);
+    s_trace_start (request);
     request->route = gateway_route_match (url, request->param, sizeof request->param);
     request->method = gateway_method_parse (method);
     gateway_metrics_request_started (self->metrics);
@@ -758,14 +844,17 @@ s_send (gateway_request_t *request)
     int64_t left_ms = request->deadline_ms - mesh_mono_ms ();
     if (left_ms <= 0)
         return MESH_ETIMEDOUT;
+    const char *service = gateway__service_name (request->service);
+    //  A retry is a second call: the first one's span ended with its reply
+    const char *traceparent = s_call_span_start (request, service);
     mesh_call_t call = {
-        .service = gateway__service_name (request->service),
+        .service = service,
         .method = request->mesh_method,
         .body = request->packed.data,
         .body_len = request->packed.size,
         .timeout_ms = (int) left_ms,
         .id = request->request_id,
-        .trace = request->traceparent,
+        .trace = traceparent,
         .idem = request->idem[0]? request->idem: NULL,
         .actor = request->actor[0]? request->actor: NULL,
         .tag = request,
@@ -779,6 +868,9 @@ s_send (gateway_request_t *request)
     }
     if (rc == 0)
         request->in_mesh = true;
+    else
+        s_call_span_end (request, rc == MESH_ETIMEDOUT? MESH_CODE_DEADLINE_EXCEEDED
+                                                       : MESH_CODE_UNAVAILABLE);
     return rc;
 }
 
@@ -923,6 +1015,7 @@ gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
     request->in_mesh = false;
     gateway_metrics_mesh_call (self->metrics, gateway__service_name (request->service),
                                request->mesh_method, reply->code);
+    s_call_span_end (request, reply->code);
     if (!request->connection) {
         s_request_free (request);   //  MHD is done with it (shutdown)
         return;
@@ -1030,10 +1123,12 @@ gateway__on_completed (void *cls, struct MHD_Connection *connection, void **req_
         snprintf (status, sizeof status, "%u", request->status);
         snprintf (ms, sizeof ms, "%.3f", seconds * 1000.0);
         mesh_log_kv (level, "http request", "request_id", request->request_id, "trace_id",
-                     request->trace_id, "method", gateway_method_label (request->method),
+                     request->trace_id, "span_id", request->span_id[0]? request->span_id: NULL,
+                     "method", gateway_method_label (request->method),
                      "route", request->route->template, "status", status, "duration_ms", ms,
                      request->actor[0]? "actor": NULL, request->actor, NULL);
     }
+    s_server_span_end (request);
     request->connection = NULL;
     if (!request->in_mesh)
         s_request_free (request);

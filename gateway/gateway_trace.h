@@ -4,7 +4,7 @@
     made (a random UUID); it is returned, logged and carried in the
     envelope. traceparent (W3C Trace Context) is taken when valid, keeping
     its trace id and giving the gateway's hop a fresh span id; otherwise a
-    new trace starts. Random bytes come from a gateway_random_t: the
+    new trace starts. Random bytes come from a mesh_random_t: the
     kernel's getrandom, read 4 KiB at a time, so making ids costs no system
     call per request (three getrandom calls were 3 of a request's 5 system
     calls on GET /healthz).
@@ -13,47 +13,33 @@
 #ifndef GATEWAY_TRACE_H_INCLUDED
 #define GATEWAY_TRACE_H_INCLUDED
 
+#include "mesh/mesh_random.h"
+#include "mesh/mesh_trace.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
 //  Longest X-Request-ID taken from a client: leaves room in an envelope id
 //  (MESH_ENVELOPE_MAX_ID) for a suffix that keeps concurrent duplicates apart.
 #define GATEWAY_REQUEST_ID_MAX 100
-#define GATEWAY_TRACEPARENT_SIZE 56 //  "00-" 32 "-" 16 "-" 2, plus NUL
-#define GATEWAY_TRACE_ID_SIZE 33    //  32 hex digits plus NUL
+#define GATEWAY_TRACEPARENT_SIZE MESH_TRACEPARENT_SIZE
+#define GATEWAY_TRACE_ID_SIZE MESH_TRACE_ID_HEX_SIZE
 
 //  True when `text` may be used as a request id: 1..GATEWAY_REQUEST_ID_MAX
 //  bytes of visible ASCII other than '"' and '\\'.
 bool
     gateway_request_id_valid (const char *text);
 
-//  A buffer of random bytes from the kernel, refilled when used up. Used by
-//  one thread. Initialise with gateway_random_init.
-typedef struct {
-    unsigned char bytes[4096];
-    size_t used;                //  Bytes of `bytes` handed out already
-} gateway_random_t;
-
-//  An empty buffer (the first use fills it).
-void
-    gateway_random_init (gateway_random_t *self);
-
-//  `size` random bytes (at most sizeof self->bytes) into `out`. Aborts when
-//  the kernel has no randomness to give: ids that could collide are worse
-//  than stopping.
-void
-    gateway_random_fill (gateway_random_t *self, void *out, size_t size);
-
 //  A random (version 4) UUID, lower-case, into `out` (37 bytes).
 void
-    gateway_uuid_make (gateway_random_t *random, char *out);
+    gateway_uuid_make (mesh_random_t *random, char *out);
 
 //  The traceparent to send on: same trace id and flags as `incoming` when
 //  that is a valid version-00 traceparent (NULL: none), a new parent id
 //  either way. Writes it into `out` (GATEWAY_TRACEPARENT_SIZE bytes) and its
 //  trace id into `trace_id` (GATEWAY_TRACE_ID_SIZE bytes).
 void
-    gateway_traceparent_next (gateway_random_t *random, const char *incoming, char *out,
+    gateway_traceparent_next (mesh_random_t *random, const char *incoming, char *out,
                               char *trace_id);
 
 #endif

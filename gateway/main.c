@@ -8,6 +8,7 @@
     =========================================================================  */
 #include "gateway.h"
 
+#include "mesh/mesh_tracer.h"
 #include "mesh/mesh_cfg.h"
 #include "mesh/mesh_curve.h"
 #include "mesh/mesh_err.h"
@@ -71,6 +72,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "tls-key-file", "MESH_GATEWAY_TLS_KEY_FILE", "", "PEM private key of the certificate" },
     { "admin", "MESH_GATEWAY_ADMIN_ADDR", "",
       "host:port serving /healthz /ready /metrics only, in plain HTTP (empty: the HTTP port)" },
+    MESH_CFG_TRACE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -129,6 +131,9 @@ main (int argc, char **argv)
     char why[512];
     if (!problem && mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why))
         problem = why;
+    mesh_trace_config_t trace;
+    if (!problem && mesh_trace_config_from_cfg (cfg, "mesh-gateway", &trace, why, sizeof why))
+        problem = why;
     if (problem) {
         fprintf (stderr, "mesh-gateway: %s\n", problem);
         mesh_cfg_destroy (&cfg);
@@ -161,6 +166,7 @@ main (int argc, char **argv)
     gateway_cfg.tls_cert_file = mesh_cfg_get (cfg, "tls-cert-file");
     gateway_cfg.tls_key_file = mesh_cfg_get (cfg, "tls-key-file");
     gateway_cfg.admin_addr = mesh_cfg_get (cfg, "admin");
+    gateway_cfg.trace = &trace;
 
     sigset_t signals;
     mesh_signal_block_shutdown (&signals);     //  Before ZeroMQ starts its threads

@@ -181,6 +181,19 @@ mesh_cfg_arg (const mesh_cfg_t *self, size_t index)
     return index < self->positional_count? self->positional[index]: NULL;
 }
 
+//  True for settings whose value is never printed or logged: the password
+//  inside DATABASE_URL, the API keys OTLP headers usually carry.
+static bool
+s_secret (const mesh_cfg_option_t *option)
+{
+    static const char *const secrets[] = {"DATABASE_URL", "OTEL_EXPORTER_OTLP_HEADERS",
+                                          "OTEL_EXPORTER_OTLP_TRACES_HEADERS"};
+    for (size_t index = 0; option->env && index < sizeof secrets / sizeof secrets[0]; index++)
+        if (strcmp (option->env, secrets[index]) == 0)
+            return true;
+    return false;
+}
+
 //  --------------------------------------------------------------------------
 //  Print usage, summary and every option.
 void
@@ -195,7 +208,9 @@ mesh_cfg_print_help (const mesh_cfg_t *self, FILE *stream)
         fprintf (stream, "  %-24s env %s, default %s, now %s\n", "",
                  option->env? option->env: "(none)",
                  option->fallback? option->fallback: "(none)",
-                 self->values[index]? self->values[index]: "(unset)");
+                 !self->values[index]? "(unset)"
+                 : s_secret (option) && *self->values[index]? "(set)"
+                                                             : self->values[index]);
     }
     fprintf (stream, "  --%-22s %s\n  --%-22s %s\n", "help", "print this help and exit",
              "version", "print the version and exit");
@@ -224,11 +239,9 @@ mesh_cfg_log (const mesh_cfg_t *self)
     const char **pairs = mesh_alloc (2 * (self->count + 1) * sizeof (char *));
     for (size_t index = 0; index < self->count; index++) {
         const char *value = self->values[index];
-        //  Never log secrets such as the password inside DATABASE_URL
-        bool secret = self->options[index].env
-                   && strcmp (self->options[index].env, "DATABASE_URL") == 0;
+        bool secret = s_secret (&self->options[index]);
         pairs[2 * index] = self->options[index].name;
-        pairs[2 * index + 1] = secret && value? "(set)": value? value: "(unset)";
+        pairs[2 * index + 1] = secret && value && *value? "(set)": value? value: "(unset)";
     }
     mesh_log_pairs (MESH_LOG_INFO, "settings", pairs, self->count);
     free (pairs);

@@ -50,6 +50,8 @@ struct mesh_worker_s {
     mesh_response_t *responses; //  [slot_count]
     mesh_code_t *codes;         //  [slot_count]
     int *handled_slot;          //  [slot_count] slot of requests[i]
+    mesh_span_record_t **spans; //  [slot_count] server span of requests[i], owned; NULL: none
+    char (*traceparents)[MESH_TRACEPARENT_SIZE];    //  [slot_count] their contexts
     int64_t broker_expiry_ms;   //  Broker is dead when silent past this
     int64_t heartbeat_at_ms;    //  Next heartbeat to send
     int backoff_ms;             //  Next reconnect delay
@@ -116,6 +118,8 @@ mesh_worker_new (const mesh_worker_cfg_t *cfg, int *err)
         msgpack_packer_init (&slot->packer, &slot->reply, msgpack_sbuffer_write);
     }
     self->requests = mesh_alloc ((size_t) self->slot_count * sizeof (mesh_request_t));
+    self->spans = mesh_alloc ((size_t) self->slot_count * sizeof *self->spans);
+    self->traceparents = mesh_alloc ((size_t) self->slot_count * sizeof *self->traceparents);
     self->responses = mesh_alloc ((size_t) self->slot_count * sizeof (mesh_response_t));
     self->codes = mesh_alloc ((size_t) self->slot_count * sizeof (mesh_code_t));
     self->handled_slot = mesh_alloc ((size_t) self->slot_count * sizeof (int));
@@ -155,6 +159,8 @@ mesh_worker_destroy (mesh_worker_t **self_p)
         free (self->responses);
         free (self->codes);
         free (self->handled_slot);
+        free (self->spans);
+        free (self->traceparents);
         pthread_mutex_destroy (&self->socket_lock);
         pthread_mutex_destroy (&self->state_lock);
         pthread_cond_destroy (&self->state_changed);
@@ -253,6 +259,58 @@ s_finish (s_slot_t *slot, mesh_code_t code, mesh_response_t *response)
     }
 }
 
+//  With a tracer: the server span of requests[index], under the caller's
+//  traceparent, named "service/method"; the request then carries the span's
+//  context so that the handler's spans and events hang under it.
+static void
+s_span_start (mesh_worker_t *self, size_t index)
+{
+    self->spans[index] = NULL;
+    if (!self->cfg.tracer)
+        return;
+    mesh_request_t *request = &self->requests[index];
+    char incoming[MESH_TRACEPARENT_SIZE] = "";
+    if (request->trace.len && request->trace.len < sizeof incoming) {
+        memcpy (incoming, request->trace.ptr, request->trace.len);
+        incoming[request->trace.len] = '\0';
+    }
+    char name[96];
+    snprintf (name, sizeof name, "%s/%.*s", self->service, (int) request->method.len,
+              request->method.ptr);
+    mesh_trace_ctx_t ctx;
+    mesh_span_record_t *span = mesh_tracer_start_remote (self->cfg.tracer, name,
+                                                         MESH_SPAN_SERVER, incoming, &ctx);
+    mesh_span_record_set_string (span, "rpc.system", "zmesh");
+    mesh_span_record_set_string (span, "rpc.service", self->service);
+    if (span) {
+        char method[64];
+        snprintf (method, sizeof method, "%.*s", (int) request->method.len, request->method.ptr);
+        mesh_span_record_set_string (span, "rpc.method", method);
+    }
+    mesh_traceparent_format (&ctx, self->traceparents[index]);
+    request->trace = (mesh_slice_t) {self->traceparents[index], MESH_TRACEPARENT_SIZE - 1};
+    self->spans[index] = span;
+}
+
+//  End the server span of requests[index] with its outcome.
+static void
+s_span_end (mesh_worker_t *self, size_t index)
+{
+    mesh_span_record_t *span = self->spans[index];
+    if (!span)
+        return;
+    mesh_code_t code = self->codes[index];
+    mesh_span_record_set_string (span, "rpc.zmesh.code", mesh_code_name (code));
+    //  The caller's mistakes are not the server's errors
+    if (code == MESH_CODE_INTERNAL || code == MESH_CODE_UNAVAILABLE
+        || code == MESH_CODE_DEADLINE_EXCEEDED || code == MESH_CODE_UNIMPLEMENTED) {
+        span->status = MESH_SPAN_STATUS_ERROR;
+        snprintf (span->status_message, sizeof span->status_message, "%.*s",
+                  (int) sizeof span->status_message - 1, self->responses[index].message);
+    }
+    mesh_tracer_end (self->cfg.tracer, &self->spans[index]);
+}
+
 //  Handle and answer the `count` requests held in the slots, then release
 //  their frames. Returns 0 or MESH_EIO (a reply could not be sent).
 static int
@@ -275,6 +333,7 @@ s_flush (mesh_worker_t *self, int count)
         self->responses[handled].body = &slot->packer;
         self->responses[handled].message[0] = '\0';
         self->codes[handled] = MESH_CODE_INTERNAL;
+        s_span_start (self, handled);
         self->handled_slot[handled++] = index;
     }
     if (handled) {
@@ -290,9 +349,11 @@ s_flush (mesh_worker_t *self, int count)
                                                         &self->responses[index]);
         pthread_mutex_lock (&self->socket_lock);
         atomic_store (&self->in_handler, false);
-        for (size_t index = 0; index < handled; index++)
+        for (size_t index = 0; index < handled; index++) {
+            s_span_end (self, index);
             s_finish (&self->slots[self->handled_slot[index]], self->codes[index],
                       &self->responses[index]);
+        }
     }
     int rc = 0;
     unsigned char command = MDP_REPLY;

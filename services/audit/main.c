@@ -12,6 +12,7 @@
 #include "audit_subscriber.h"
 #include "audit_worker.h"
 
+#include "mesh/mesh_tracer.h"
 #include "mesh/mesh_admin.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_cfg.h"
@@ -46,6 +47,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval in milliseconds" },
     { "liveness", "MESH_LIVENESS", "3", "missed heartbeats before reconnecting" },
     MESH_CFG_CURVE_OPTIONS,
+    MESH_CFG_TRACE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -139,6 +141,9 @@ main (int argc, char **argv)
     char why[512];
     if (!problem && mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why))
         problem = why;
+    mesh_trace_config_t trace;
+    if (!problem && mesh_trace_config_from_cfg (cfg, "mesh-audit", &trace, why, sizeof why))
+        problem = why;
     if (problem) {
         fprintf (stderr, "mesh-audit: %s\n", problem);
         mesh_cfg_destroy (&cfg);
@@ -151,6 +156,7 @@ main (int argc, char **argv)
 
     int exit_code = 1, err = 0;
     mesh_metrics_t *metrics = mesh_metrics_new ();
+    mesh_tracer_t *tracer = mesh_tracer_new (&trace, metrics);     //  NULL: tracing off
     mesh_admin_t *admin = NULL;
     void *context = NULL;
     audit_subscriber_t *ingest = NULL;
@@ -177,6 +183,7 @@ main (int argc, char **argv)
         .catchup_ms = (int) catchup_ms,
         .metrics = metrics,
         .curve = curve,
+        .tracer = tracer,
     };
     ingest = audit_subscriber_new (&ingest_cfg, &err);
     if (!ingest || pthread_create (&ingest_thread, NULL, s_run_ingest, ingest)) {
@@ -204,6 +211,7 @@ main (int argc, char **argv)
             .handler = audit_worker_handle,
             .handler_arg = slot->handler,
             .curve = curve,
+            .tracer = tracer,
         };
         err = mesh_worker_pool_start (pool, &worker_cfg);
         if (err) {
@@ -236,6 +244,7 @@ done:
     if (context)
         zmq_ctx_term (context);
     mesh_admin_destroy (&admin);
+    mesh_tracer_destroy (&tracer);      //  After the workers and the ingest: their spans go out
     mesh_metrics_destroy (&metrics);
     mesh_curve_destroy (&curve);
     mesh_cfg_destroy (&cfg);

@@ -16,6 +16,7 @@
 #include "user_schema.h"
 #include "user_worker.h"
 
+#include "mesh/mesh_tracer.h"
 #include "mesh/mesh_admin.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_cfg.h"
@@ -66,6 +67,7 @@ static const mesh_cfg_option_t s_options[] = {
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval in milliseconds" },
     { "liveness", "MESH_LIVENESS", "3", "missed heartbeats before reconnecting" },
     MESH_CFG_CURVE_OPTIONS,
+    MESH_CFG_TRACE_OPTIONS,
     MESH_CFG_LOG_OPTIONS,
 };
 
@@ -178,6 +180,9 @@ main (int argc, char **argv)
     char why[512];
     if (!problem && mesh_curve_from_cfg (cfg, true, &curve, why, sizeof why))
         problem = why;
+    mesh_trace_config_t trace;
+    if (!problem && mesh_trace_config_from_cfg (cfg, "mesh-user", &trace, why, sizeof why))
+        problem = why;
     if (problem) {
         fprintf (stderr, "mesh-user: %s\n", problem);
         mesh_cfg_destroy (&cfg);
@@ -194,6 +199,9 @@ main (int argc, char **argv)
     mesh_metrics_t *metrics = mesh_metrics_new ();
     user_worker_metrics_t *series = user_worker_metrics_new (metrics);
     user_pg_metrics_t *pg_series = user_pg_metrics_new (metrics);
+    //  NULL when no endpoint is set: tracing off
+    mesh_tracer_t *tracer = mesh_tracer_new (&trace, metrics);
+    user_pg_metrics_set_tracer (pg_series, tracer);
     user_relay_t *relay = NULL;
     pthread_t relay_thread;
     bool relay_started = false;
@@ -235,6 +243,7 @@ main (int argc, char **argv)
             .batch_handler = user_worker_handle_batch,
             .handler_arg = slot->handler,
             .curve = curve,
+            .tracer = tracer,
         };
         err = mesh_worker_pool_start (pool, &worker_cfg);
         if (err) {
@@ -251,6 +260,7 @@ main (int argc, char **argv)
         .sweep_ms = (int) relay_sweep_ms,
         .metrics = metrics,
         .curve = curve,
+        .tracer = tracer,
     };
     relay = user_relay_new (&relay_cfg, &err);
     if (!relay) {
@@ -297,6 +307,7 @@ done:
     if (context)
         zmq_ctx_term (context);
     mesh_admin_destroy (&admin);
+    mesh_tracer_destroy (&tracer);      //  After the workers and the relay: their spans go out
     user_worker_metrics_destroy (&series);
     user_pg_metrics_destroy (&pg_series);
     mesh_metrics_destroy (&metrics);

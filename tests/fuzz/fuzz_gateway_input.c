@@ -42,8 +42,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (gateway_request_id_valid (text))
         assert (strlen (text) <= GATEWAY_REQUEST_ID_MAX);
     char traceparent[GATEWAY_TRACEPARENT_SIZE], trace_id[GATEWAY_TRACE_ID_SIZE];
-    gateway_random_t random;
-    gateway_random_init (&random);
+    mesh_random_t random;
+    mesh_random_init (&random);
     gateway_traceparent_next (&random, text, traceparent, trace_id);
     assert (strlen (traceparent) == 55 && strlen (trace_id) == 32);
 

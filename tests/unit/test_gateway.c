@@ -127,8 +127,8 @@ Test (gateway_trace, request_ids)
     long_id[sizeof long_id - 1] = '\0';
     cr_assert_not (gateway_request_id_valid (long_id));
     char first[37], second[37];
-    gateway_random_t random;
-    gateway_random_init (&random);
+    mesh_random_t random;
+    mesh_random_init (&random);
     gateway_uuid_make (&random, first);
     gateway_uuid_make (&random, second);
     cr_assert (gateway_uuid_parse (first, NULL));
@@ -139,8 +139,8 @@ Test (gateway_trace, request_ids)
 Test (gateway_trace, traceparent_keeps_a_valid_trace_and_starts_one_otherwise)
 {
     char out[GATEWAY_TRACEPARENT_SIZE], trace_id[GATEWAY_TRACE_ID_SIZE];
-    gateway_random_t random;
-    gateway_random_init (&random);
+    mesh_random_t random;
+    mesh_random_init (&random);
     const char *incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
     gateway_traceparent_next (&random, incoming, out, trace_id);
     cr_assert_str_eq (trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");

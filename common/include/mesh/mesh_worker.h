@@ -21,6 +21,7 @@
 #include "mesh/mesh_curve.h"
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_err.h"
+#include "mesh/mesh_tracer.h"
 
 #include <msgpack.h>
 
@@ -30,7 +31,8 @@ typedef struct mesh_worker_s mesh_worker_t;
 typedef struct {
     mesh_slice_t id;            //  Request id (log it as request_id)
     mesh_slice_t method;        //  "user.get"
-    mesh_slice_t trace;         //  traceparent or empty
+    mesh_slice_t trace;         //  traceparent of this hop, or empty: with a tracer the
+                                //  worker's server span (children go under it), else the caller's
     mesh_slice_t idem;          //  Idempotency key or empty
     mesh_slice_t actor;         //  Who asks, or empty (with CURVE the broker vouches for it)
     uint64_t deadline_ms;       //  Unix ms; 0 = none
@@ -74,6 +76,7 @@ typedef struct {
     mesh_batch_handler_fn *batch_handler;   //  Used instead of handler when set
     void *handler_arg;          //  Passed to the handler
     const mesh_curve_t *curve;  //  CURVE keys (borrowed, must outlive the worker); NULL = plain
+    mesh_tracer_t *tracer;      //  A server span per request (borrowed); NULL = none
 } mesh_worker_cfg_t;
 
 //  Create a worker (does not connect yet). Returns NULL with *err set when

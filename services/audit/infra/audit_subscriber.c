@@ -47,6 +47,7 @@ struct audit_subscriber_s {
     char *conninfo, *schema, *broker, *events_sub;
     void *zmq_context;
     const mesh_curve_t *curve; //  CURVE keys, borrowed, or NULL
+    mesh_tracer_t *tracer;      //  Ingest spans, borrowed; NULL: none
     int catchup_ms;
     int stop_fd;
     atomic_bool stopping;
@@ -77,6 +78,7 @@ audit_subscriber_new (const audit_subscriber_cfg_t *cfg, int *err)
     self->events_sub = mesh_strndup (cfg->events_sub, strlen (cfg->events_sub));
     self->zmq_context = cfg->zmq_context;
     self->curve = cfg->curve;
+    self->tracer = cfg->tracer;
     self->catchup_ms = cfg->catchup_ms;
     self->stop_fd = stop_fd;
     atomic_init (&self->stopping, false);
@@ -238,6 +240,33 @@ s_receive (audit_subscriber_t *self, void *sub, audit_event_t *event)
     return result;
 }
 
+//  A consumer span for taking in `event`: in the trace of the request that
+//  made the change (so one request is one trace down to the audit log),
+//  and linked to that request's span, as OpenTelemetry's messaging
+//  conventions ask of a consumer. NULL when not traced or sampled out.
+static mesh_span_record_t *
+s_ingest_span (audit_subscriber_t *self, const audit_event_t *event)
+{
+    if (!self->tracer)
+        return NULL;
+    char name[64];
+    snprintf (name, sizeof name, "process %s", event->type);
+    mesh_trace_ctx_t creator, ctx;
+    bool known = mesh_traceparent_parse (event->trace, &creator) == 0;
+    mesh_span_record_t *span = mesh_tracer_start (self->tracer, name, MESH_SPAN_CONSUMER,
+                                                  known? &creator: NULL, &ctx);
+    if (!span)
+        return NULL;
+    if (known)
+        span->links[span->link_count++] = creator;
+    mesh_span_record_set_string (span, "messaging.system", "zeromq");
+    mesh_span_record_set_string (span, "messaging.operation.type", "process");
+    mesh_span_record_set_string (span, "messaging.destination.name", event->type);
+    mesh_span_record_set_string (span, "messaging.message.id", event->id);
+    mesh_span_record_set_int (span, "zmesh.event.seq", (int64_t) event->seq);
+    return span;
+}
+
 //  Offer the gathered live events; observe the delay of those it stored.
 static void
 s_offer (audit_subscriber_t *self, audit_ingest_t *ingest, audit_event_t *events, size_t count)
@@ -245,12 +274,16 @@ s_offer (audit_subscriber_t *self, audit_ingest_t *ingest, audit_event_t *events
     uint64_t before = audit_ingest_cursor (ingest);
     uint64_t seqs[S_DRAIN_MAX];
     int64_t times[S_DRAIN_MAX];
+    mesh_span_record_t *spans[S_DRAIN_MAX];
     for (size_t index = 0; index < count; index++) {
         seqs[index] = events[index].seq;
         times[index] = events[index].time_us;
+        spans[index] = s_ingest_span (self, &events[index]);
     }
     audit_ingest_offer (ingest, events, count);
     uint64_t after = audit_ingest_cursor (ingest);
+    for (size_t index = 0; index < count; index++)
+        mesh_tracer_end (self->tracer, &spans[index]);
     if (self->have_metrics) {
         int64_t now_us = mesh_wall_ms () * 1000;
         for (size_t index = 0; index < count; index++)

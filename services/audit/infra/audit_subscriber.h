@@ -13,6 +13,7 @@
 #ifndef AUDIT_SUBSCRIBER_H_INCLUDED
 #define AUDIT_SUBSCRIBER_H_INCLUDED
 
+#include "mesh/mesh_tracer.h"
 #include "mesh/mesh_curve.h"
 #include "mesh/mesh_metrics.h"
 
@@ -27,6 +28,7 @@ typedef struct {
     int catchup_ms;             //  Periodic catch-up interval
     mesh_metrics_t *metrics;    //  Borrowed; may be NULL
     const mesh_curve_t *curve;  //  CURVE keys for both sockets, borrowed; NULL = plain
+    mesh_tracer_t *tracer;      //  An ingest span per live event, borrowed; NULL = none
 } audit_subscriber_cfg_t;
 
 typedef struct audit_subscriber_s audit_subscriber_t;

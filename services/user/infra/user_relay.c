@@ -94,6 +94,7 @@ typedef struct {
 } s_metrics_t;
 
 struct user_relay_s {
+    mesh_tracer_t *tracer;      //  Publish spans, borrowed; NULL: none
     char *conninfo;             //  Owned
     char *events_pub;           //  Owned
     void *zmq_context;          //  Borrowed
@@ -141,6 +142,7 @@ user_relay_new (const user_relay_cfg_t *cfg, int *err)
     self->events_pub = mesh_strndup (cfg->events_pub, strlen (cfg->events_pub));
     self->zmq_context = cfg->zmq_context;
     self->curve = cfg->curve;
+    self->tracer = cfg->tracer;
     self->batch = batch;
     self->sweep_ms = sweep_ms;
     self->stop_fd = stop_fd;
@@ -289,6 +291,25 @@ s_exec (user_relay_t *self, s_statement_t statement, int nparams, const uint64_t
                            binary_result);
 }
 
+//  A producer span for publishing `event`, under the trace stored with its
+//  outbox row (the request that made the change), or NULL.
+static mesh_span_record_t *
+s_publish_span (user_relay_t *self, const user_stored_event_t *event)
+{
+    char name[64];
+    snprintf (name, sizeof name, "publish %s", event->type);
+    mesh_trace_ctx_t ctx;
+    mesh_span_record_t *span = mesh_tracer_start_remote (self->tracer, name, MESH_SPAN_PRODUCER,
+                                                         event->trace, &ctx);
+    mesh_span_record_set_string (span, "messaging.system", "zeromq");
+    mesh_span_record_set_string (span, "messaging.operation.type", "send");
+    mesh_span_record_set_string (span, "messaging.destination.name", event->type);
+    mesh_span_record_set_string (span, "messaging.message.id", event->id);
+    if (span)
+        mesh_span_record_set_int (span, "zmesh.event.seq", (int64_t) event->seq);
+    return span;
+}
+
 //  --------------------------------------------------------------------------
 //  Publish the events of a binary result of USER_OUTBOX_EVENT_COLUMNS rows,
 //  in row (seq) order. Returns false when a row is unreadable.
@@ -309,8 +330,10 @@ s_publish (user_relay_t *self, const PGresult *result)
         user_codec_pack_event (&packer, &event);
         //  PUB never blocks: at the high-water mark it drops, and
         //  subscribers find the gap and catch up through events.list
+        mesh_span_record_t *span = s_publish_span (self, &event);
         zmq_send (self->pub, event.type, strlen (event.type), ZMQ_SNDMORE);
         zmq_send (self->pub, self->body.data, self->body.size, 0);
+        mesh_tracer_end (self->tracer, &span);
         free (event.data);
         if (event.seq > self->published)
             self->published = event.seq;

@@ -25,6 +25,7 @@
 #ifndef USER_RELAY_H_INCLUDED
 #define USER_RELAY_H_INCLUDED
 
+#include "mesh/mesh_tracer.h"
 #include "mesh/mesh_curve.h"
 #include "mesh/mesh_metrics.h"
 
@@ -39,6 +40,7 @@ typedef struct {
     int sweep_ms;               //  Sweep and standby retry interval; 0 = default
     mesh_metrics_t *metrics;    //  Borrowed; may be NULL
     const mesh_curve_t *curve;  //  CURVE keys, borrowed (must outlive the relay); NULL = plain
+    mesh_tracer_t *tracer;      //  A publish span per event, borrowed; NULL = none
 } user_relay_cfg_t;
 
 typedef struct user_relay_s user_relay_t;

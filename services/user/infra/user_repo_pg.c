@@ -127,6 +127,7 @@ struct user_pg_metrics_s {
     mesh_gauge_t *up;                           //  Connections usable
     mesh_gauge_t *down;                         //  Connections lost, not yet back
     mesh_counter_t *failures;                   //  Connection attempts that failed
+    mesh_tracer_t *tracer;                      //  Statement spans, borrowed; NULL: none
 };
 
 typedef struct {
@@ -233,15 +234,64 @@ s_failure (s_repo_t *self, const PGresult *result, const char *op)
 }
 
 //  --------------------------------------------------------------------------
+void
+user_pg_metrics_set_tracer (user_pg_metrics_t *self, mesh_tracer_t *tracer)
+{
+    assert (self);
+    self->tracer = tracer;
+}
+
+//  A client span for one statement under the request's trace, or NULL.
+static mesh_span_record_t *
+s_statement_span (s_repo_t *self, s_statement_t statement)
+{
+    if (!self->metrics || !self->metrics->tracer)
+        return NULL;
+    const char *sql = s_statements[statement].sql;
+    mesh_trace_ctx_t ctx;
+    mesh_span_record_t *span = mesh_tracer_start_remote (
+        self->metrics->tracer, s_statements[statement].name, MESH_SPAN_CLIENT, self->trace, &ctx);
+    mesh_span_record_set_string (span, "db.system", "postgresql");
+    mesh_span_record_set_string (span, "db.system.name", "postgresql");
+    //  The statement's verb; a change inside WITH ... AS (VERB counts as it
+    const char *inner = strncmp (sql, "WITH ", 5) == 0? strstr (sql, "AS ("): NULL;
+    if (inner)
+        sql = inner + 4;
+    char operation[16];
+    snprintf (operation, sizeof operation, "%.*s", (int) strcspn (sql, " "), sql);
+    mesh_span_record_set_string (span, "db.operation", operation);
+    mesh_span_record_set_string (span, "db.operation.name", operation);
+    mesh_span_record_set_string (span, "db.query.summary", s_statements[statement].name);
+    return span;
+}
+
+//  End a statement's span with the result's outcome.
+static void
+s_statement_span_end (s_repo_t *self, mesh_span_record_t **span_p, const PGresult *result)
+{
+    if (!*span_p)
+        return;
+    ExecStatusType status = PQresultStatus (result);
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+        (*span_p)->status = MESH_SPAN_STATUS_ERROR;
+        const char *state = PQresultErrorField (result, PG_DIAG_SQLSTATE);
+        mesh_span_record_set_string (*span_p, "db.response.status_code", state? state: "");
+    }
+    mesh_tracer_end (self->metrics->tracer, span_p);
+}
+
+//  --------------------------------------------------------------------------
 //  Run prepared statement `statement` and time it. Returns the result
 //  (NULL only when libpq is out of memory); the caller clears it.
 static PGresult *
 s_exec (s_repo_t *self, s_statement_t statement, int nparams, const char *const *values,
         const int *lengths, const int *formats, int binary_result)
 {
+    mesh_span_record_t *span = s_statement_span (self, statement);
     int64_t started_us = mesh_mono_us ();
     PGresult *result = PQexecPrepared (self->conn, s_statements[statement].name, nparams, values,
                                        lengths, formats, binary_result);
+    s_statement_span_end (self, &span, result);
     if (self->metrics)
         mesh_histogram_observe (self->metrics->duration[statement],
                                 (double) (mesh_mono_us () - started_us) / 1e6);

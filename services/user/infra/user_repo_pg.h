@@ -17,6 +17,7 @@
 
 #include "user_repo.h"
 
+#include "mesh/mesh_tracer.h"
 #include "mesh/mesh_metrics.h"
 
 //  Series shared by every adapter of a process: query durations by
@@ -29,6 +30,10 @@ user_pg_metrics_t *user_pg_metrics_new (mesh_metrics_t *metrics);
 
 //  Destroy the table (not the series); nulls the pointer; tolerates NULL.
 void user_pg_metrics_destroy (user_pg_metrics_t **self_p);
+
+//  Give every statement a client span (db.system postgresql) under the
+//  request's trace; `tracer` is borrowed (NULL: none). Before workers start.
+void user_pg_metrics_set_tracer (user_pg_metrics_t *self, mesh_tracer_t *tracer);
 
 //  Connect to PostgreSQL with `conninfo` (a libpq keyword/value string or a
 //  postgresql:// URL; copied, kept for reconnects) and prepare the

@@ -256,14 +256,19 @@ s_account (user_worker_t *self, size_t row, mesh_code_t code, double seconds,
                                  ? MESH_LOG_WARN : MESH_LOG_DEBUG;
     if (mesh_log_enabled (level)) {
         char id[MESH_ENVELOPE_MAX_ID + 1], method[64], ms[32], trace_id[33] = "";
+        char span_id[17] = "";
         s_copy (request->id, id, sizeof id);
         s_copy (request->method, method, sizeof method);
         snprintf (ms, sizeof ms, "%.3f", seconds * 1000.0);
         //  traceparent: "00-" trace-id (32 hex) "-" parent-id "-" flags
         if (request->trace.len >= 35 && request->trace.ptr[2] == '-')
             s_copy ((mesh_slice_t) { request->trace.ptr + 3, 32 }, trace_id, sizeof trace_id);
+        //  ... "-" parent-id (16 hex): this worker's span when it traces
+        if (request->trace.len >= 52 && request->trace.ptr[35] == '-')
+            s_copy ((mesh_slice_t) { request->trace.ptr + 36, 16 }, span_id, sizeof span_id);
         mesh_log_kv (level, "request", "request_id", id, "trace_id",
-                     *trace_id ? trace_id : NULL, "method", method, "outcome",
+                     *trace_id ? trace_id : NULL, "span_id", *span_id ? span_id : NULL,
+                     "method", method, "outcome",
                      mesh_code_name (code), "duration_ms", ms, "error",
                      code == MESH_CODE_OK ? NULL : response->message, NULL);
     }
