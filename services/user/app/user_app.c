@@ -187,7 +187,7 @@ user_app_create_many (user_app_t *self, const user_app_create_t *creates, size_t
     const user_t *store_users[USER_APP_CREATE_MANY_MAX];
     user_event_t store_events[USER_APP_CREATE_MANY_MAX];
     int store_rcs[USER_APP_CREATE_MANY_MAX];
-    size_t slot_of[USER_APP_CREATE_MANY_MAX];
+    size_t slot_of[USER_APP_CREATE_MANY_MAX] = {0};
     size_t stored = 0;
     for (size_t index = 0; index < count; index++) {
         const user_app_create_t *create = &creates[index];

@@ -595,7 +595,7 @@ s_insert_pipeline (s_repo_t *self, const user_t *const *users, const user_event_
     int rc = s_ready (self);
     if (rc)
         return rc;
-    s_insert_slot_t order[S_INSERT_MANY_MAX];
+    s_insert_slot_t order[S_INSERT_MANY_MAX] = {{NULL, 0}};
     for (size_t index = 0; index < count; index++)
         order[index] = (s_insert_slot_t) { user_email (users[index]), index };
     qsort (order, count, sizeof order[0], s_insert_slot_cmp);
