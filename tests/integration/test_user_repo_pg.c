@@ -10,6 +10,8 @@
     =========================================================================  */
 #include "mesh/mesh_err.h"
 #include "mesh_test.h"
+#include "mesh/mesh_tracer.h"
+#include "otlp_test.h"
 #include "user.h"
 #include "user_app.h"
 #include "user_repo.h"
@@ -347,6 +349,61 @@ Test (user_repo_pg, insert_many_commits_once_and_conflicts_only_the_taken)
                                      event_ids[2]),
                   1);
     s_destroy_all (users, 5, &stored, &repo);
+}
+
+Test (user_repo_pg, insert_many_traces_each_insert_under_its_own_request)
+{
+    s_need_database ();
+    otlp_test_t otlp;
+    otlp_test_start (&otlp, 200);
+    const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint,
+                         "OTEL_BSP_SCHEDULE_DELAY", "50", NULL};
+    mesh_trace_config_t config;
+    char error[256];
+    cr_assert_eq (otlp_test_config_read (env, &config, error, sizeof error), 0, "%s", error);
+    mesh_metrics_t *metrics = mesh_metrics_new ();
+    mesh_tracer_t *tracer = mesh_tracer_new (&config, metrics);
+    cr_assert_not_null (tracer);
+    user_pg_metrics_t *pg_metrics = user_pg_metrics_new (metrics);
+    user_pg_metrics_set_tracer (pg_metrics, tracer);
+    int err = 1;
+    user_repo_t *repo = user_repo_pg_new (s_pg.conninfo, pg_metrics, &err);
+    cr_assert_not_null (repo, "user_repo_pg_new: %s", mesh_strerror (err));
+    //  Three creates of three sampled requests, stored by one pipeline
+    static const char *traces[3] = {
+        "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1-00000000000000a1-01",
+        "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2-00000000000000a2-01",
+        "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa3-00000000000000a3-01"};
+    const char *emails[3] = {"t1@example.com", "t2@example.com", "t3@example.com"};
+    user_t *users[3];
+    user_event_t events[3];
+    char event_ids[3][USER_ID_SIZE];
+    for (int index = 0; index < 3; index++) {
+        users[index] = s_user (30 + index, "Traced", emails[index], S_T0, S_T0);
+        events[index] = s_event (USER_EVENT_CREATED, 30 + index, users[index], event_ids[index]);
+        events[index].trace = traces[index];
+    }
+    int rcs[3] = {-1, -1, -1};
+    user_repo_insert_many (repo, (const user_t *const *) users, events, 3, rcs);
+    for (int index = 0; index < 3; index++) {
+        cr_assert_eq (rcs[index], 0, "create %d: %d", index, rcs[index]);
+        char trace_id[33], parent[17];
+        snprintf (trace_id, sizeof trace_id, "%.32s", traces[index] + 3);
+        snprintf (parent, sizeof parent, "%.16s", traces[index] + 36);
+        json_t *spans = otlp_test_wait (&otlp, trace_id, 1, 10000);
+        cr_assert_not_null (spans, "no span of trace %s", trace_id);
+        json_t *insert = otlp_test_find (spans, NULL, "user_insert");
+        cr_assert_not_null (insert, "trace %s has no user_insert span", trace_id);
+        cr_assert_str_eq (json_string_value (json_object_get (insert, "parentSpanId")), parent);
+        cr_assert_str_eq (otlp_test_attr (insert, "db.operation"), "INSERT");
+        json_decref (spans);
+        user_destroy (&users[index]);
+    }
+    user_repo_destroy (&repo);
+    mesh_tracer_destroy (&tracer);
+    user_pg_metrics_destroy (&pg_metrics);
+    mesh_metrics_destroy (&metrics);
+    otlp_test_stop (&otlp);
 }
 
 Test (user_repo_pg, insert_many_whose_transaction_fails_tries_each_alone)

@@ -241,16 +241,17 @@ user_pg_metrics_set_tracer (user_pg_metrics_t *self, mesh_tracer_t *tracer)
     self->tracer = tracer;
 }
 
-//  A client span for one statement under the request's trace, or NULL.
+//  A client span for one statement under `trace` (a traceparent; "" =
+//  none), or NULL.
 static mesh_span_record_t *
-s_statement_span (s_repo_t *self, s_statement_t statement)
+s_statement_span (s_repo_t *self, s_statement_t statement, const char *trace)
 {
     if (!self->metrics || !self->metrics->tracer)
         return NULL;
     const char *sql = s_statements[statement].sql;
     mesh_trace_ctx_t ctx;
     mesh_span_record_t *span = mesh_tracer_start_remote (
-        self->metrics->tracer, s_statements[statement].name, MESH_SPAN_CLIENT, self->trace, &ctx);
+        self->metrics->tracer, s_statements[statement].name, MESH_SPAN_CLIENT, trace, &ctx);
     mesh_span_record_set_string (span, "db.system", "postgresql");
     mesh_span_record_set_string (span, "db.system.name", "postgresql");
     //  The statement's verb; a change inside WITH ... AS (VERB counts as it
@@ -287,7 +288,7 @@ static PGresult *
 s_exec (s_repo_t *self, s_statement_t statement, int nparams, const char *const *values,
         const int *lengths, const int *formats, int binary_result)
 {
-    mesh_span_record_t *span = s_statement_span (self, statement);
+    mesh_span_record_t *span = s_statement_span (self, statement, self->trace);
     int64_t started_us = mesh_mono_us ();
     PGresult *result = PQexecPrepared (self->conn, s_statements[statement].name, nparams, values,
                                        lengths, formats, binary_result);
@@ -417,6 +418,14 @@ typedef struct {
     char event_time[S_INT64_SIZE];
 } s_change_params_t;
 
+//  The traceparent stored with `event`: its own when it has one that fits
+//  (longer is not a traceparent, so not stored), else the request's.
+static const char *
+s_event_trace (const s_repo_t *self, const user_event_t *event)
+{
+    return !event->trace? self->trace: strlen (event->trace) < USER_TRACE_SIZE? event->trace: "";
+}
+
 //  Fill `params` (destroy with s_change_params_destroy). The fixed values
 //  and the event are borrowed and must outlive the params.
 static void
@@ -439,10 +448,7 @@ s_change_params_init (s_repo_t *self, s_change_params_t *params, const char **fi
     params->lengths[nfixed + 3] = (int) params->data.size;
     params->formats[nfixed + 3] = 1;
     params->values[nfixed + 4] = params->event_time;
-    //  The event's own trace when it has one that fits (longer is not a
-    //  traceparent, so not stored), else the request's
-    params->values[nfixed + 5] =
-        !event->trace? self->trace: strlen (event->trace) < USER_TRACE_SIZE? event->trace: "";
+    params->values[nfixed + 5] = s_event_trace (self, event);
     params->values[nfixed + 6] = event->actor ? event->actor : "";
     params->count = nfixed + 7;
 }
@@ -603,9 +609,12 @@ s_insert_pipeline (s_repo_t *self, const user_t *const *users, const user_event_
     int64_t started_us = mesh_mono_us ();
     if (!PQenterPipelineMode (self->conn))
         return s_failure (self, NULL, "pipeline");
+    //  A statement span per create, under its own request's trace
+    mesh_span_record_t *spans[S_INSERT_MANY_MAX] = {NULL};
     size_t sent = 0;
     for (; sent < count && rc == 0; sent++) {
         size_t index = order[sent].index;
+        spans[sent] = s_statement_span (self, S_INSERT, s_event_trace (self, &events[index]));
         char created[S_INT64_SIZE];
         char updated[S_INT64_SIZE];
         const char *fixed[5];
@@ -622,6 +631,7 @@ s_insert_pipeline (s_repo_t *self, const user_t *const *users, const user_event_
     size_t read = 0;
     for (; read < count && rc == 0; read++) {
         PGresult *result = PQgetResult (self->conn);
+        s_statement_span_end (self, &spans[read], result);
         if (PQresultStatus (result) != PGRES_COMMAND_OK)
             rc = s_failure (self, result, s_statements[S_INSERT].name);
         else    //  No row: ON CONFLICT DO NOTHING found the email taken
@@ -633,6 +643,8 @@ s_insert_pipeline (s_repo_t *self, const user_t *const *users, const user_event_
     int finished = s_pipeline_finish (self, sent - read + 1, "commit");
     if (rc == 0)
         rc = finished;
+    for (; read < sent; read++)     //  After a failure: aborted with the pipeline
+        s_statement_span_end (self, &spans[read], NULL);
     if (self->metrics) {
         double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
         for (size_t index = 0; index < count; index++)
