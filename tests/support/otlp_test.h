@@ -1,9 +1,10 @@
 /*  =========================================================================
     otlp_test - a stand-in OTLP/HTTP collector for tests, and its spans
-    Starts tests/support/otlp_receiver.py (Python's standard library: an
-    HTTP server and the json module, written against the OTLP JSON form,
-    not by the code it checks) on a free loopback port, and reads back the
-    spans it received, one JSON object each.
+    Starts tests/support/otlp_receiver.py on a free loopback port: it
+    decodes each export with OTLP's own .proto definitions (the npm package
+    pinned in tests/support/otlp) and Google's protobuf runtime (Debian's
+    python3-protobuf), not with code the project wrote, and refuses what
+    does not decode. Reads back the spans it received, one JSON object each.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #ifndef OTLP_TEST_H_INCLUDED
