@@ -351,7 +351,7 @@ Test (user_repo_pg, insert_many_commits_once_and_conflicts_only_the_taken)
     s_destroy_all (users, 5, &stored, &repo);
 }
 
-Test (user_repo_pg, insert_many_traces_each_insert_under_its_own_request)
+Test (user_repo_pg, batched_inserts_and_gets_trace_each_statement_under_its_own_request)
 {
     s_need_database ();
     otlp_test_t otlp;
@@ -397,6 +397,31 @@ Test (user_repo_pg, insert_many_traces_each_insert_under_its_own_request)
         cr_assert_str_eq (json_string_value (json_object_get (insert, "parentSpanId")), parent);
         cr_assert_str_eq (otlp_test_attr (insert, "db.operation"), "INSERT");
         json_decref (spans);
+    }
+    //  The three read back by one pipeline of gets, each get of its own
+    //  request: a user_find span each, under that request's trace
+    static const char *get_traces[3] = {
+        "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb1-00000000000000b1-01",
+        "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2-00000000000000b2-01",
+        "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb3-00000000000000b3-01"};
+    const char *ids[3] = {user_id (users[0]), user_id (users[1]), user_id (users[2])};
+    user_t *found[3] = {NULL};
+    cr_assert_eq (user_repo_find_many (repo, ids, get_traces, 3, found, rcs), 0);
+    for (int index = 0; index < 3; index++) {
+        cr_assert_eq (rcs[index], 0, "get %d: %d", index, rcs[index]);
+        cr_assert_str_eq (user_id (found[index]), ids[index]);
+        char trace_id[33], parent[17];
+        snprintf (trace_id, sizeof trace_id, "%.32s", get_traces[index] + 3);
+        snprintf (parent, sizeof parent, "%.16s", get_traces[index] + 36);
+        json_t *spans = otlp_test_wait (&otlp, trace_id, 1, 10000);
+        cr_assert_not_null (spans, "no span of trace %s", trace_id);
+        cr_assert_eq (json_array_size (spans), 1, "trace %s: one get, one span", trace_id);
+        json_t *find = otlp_test_find (spans, NULL, "user_find");
+        cr_assert_not_null (find, "trace %s has no user_find span", trace_id);
+        cr_assert_str_eq (json_string_value (json_object_get (find, "parentSpanId")), parent);
+        cr_assert_str_eq (otlp_test_attr (find, "db.operation"), "SELECT");
+        json_decref (spans);
+        user_destroy (&found[index]);
         user_destroy (&users[index]);
     }
     user_repo_destroy (&repo);

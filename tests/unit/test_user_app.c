@@ -573,8 +573,8 @@ Test (user_app, get_many_answers_each_id)
     user_t *bob = s_create ("Bob", "bob@example.com");
     const char *missing = "00000000-0000-4000-8000-000000000099";
     user_app_id_t ids[] = {
-        { user_id (bob), USER_ID_LEN }, { "nope", 4 }, { missing, USER_ID_LEN },
-        { user_id (ada), USER_ID_LEN }, { user_id (bob), USER_ID_LEN },
+        { user_id (bob), USER_ID_LEN, NULL }, { "nope", 4, NULL }, { missing, USER_ID_LEN, NULL },
+        { user_id (ada), USER_ID_LEN, NULL }, { user_id (bob), USER_ID_LEN, NULL },
     };
     enum { COUNT = sizeof ids / sizeof ids[0] };
     user_t *users[COUNT];

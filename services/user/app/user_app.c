@@ -254,6 +254,7 @@ user_app_get_many (user_app_t *self, const user_app_id_t *ids, size_t count, use
     assert (count <= USER_APP_GET_MANY_MAX);
     char norm[USER_APP_GET_MANY_MAX][USER_ID_SIZE];
     const char *valid[USER_APP_GET_MANY_MAX];
+    const char *traces[USER_APP_GET_MANY_MAX];
     size_t slot_of[USER_APP_GET_MANY_MAX];
     user_t *found[USER_APP_GET_MANY_MAX];
     int found_rcs[USER_APP_GET_MANY_MAX];
@@ -265,13 +266,14 @@ user_app_get_many (user_app_t *self, const user_app_id_t *ids, size_t count, use
         rcs[index] = s_id (ids[index].ptr, ids[index].len, "id", norm[index], &fields[index],
                            &whys[index]);
         if (rcs[index] == 0) {
+            traces[valid_count] = ids[index].trace;
             valid[valid_count] = norm[index];
             slot_of[valid_count++] = index;
         }
     }
     if (valid_count == 0)
         return 0;
-    int rc = user_repo_find_many (self->repo, valid, valid_count, found, found_rcs);
+    int rc = user_repo_find_many (self->repo, valid, traces, valid_count, found, found_rcs);
     if (rc)
         return rc;
     for (size_t index = 0; index < valid_count; index++) {

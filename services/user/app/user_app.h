@@ -98,10 +98,12 @@ int
     user_app_get (user_app_t *self, const char *id, size_t id_len, user_t **user_p,
                   const char **field, const char **why);
 
-//  A request id as sent: bytes and length (not NUL-terminated).
+//  A request id as sent: bytes and length (not NUL-terminated), and the
+//  traceparent of its request for the repository's spans (NULL: none).
 typedef struct {
     const char *ptr;
     size_t len;
+    const char *trace;
 } user_app_id_t;
 
 //  Most ids one user_app_get_many call takes.

@@ -91,12 +91,15 @@ typedef struct {
     //  Fetch a user; on 0 *user_p is a fresh user the caller destroys.
     //  MESH_ENOTFOUND when there is no such user.
     int (*find) (user_repo_t *self, const char *id, user_t **user_p);
-    //  Fetch `count` users at once (an adapter may save round trips). On 0,
-    //  for each i: rcs[i] is 0 with users[i] a fresh user the caller
-    //  destroys, or MESH_ENOTFOUND with users[i] NULL. Any other return is
-    //  a store error for all of them, and every users[i] is NULL.
-    int (*find_many) (user_repo_t *self, const char *const *ids, size_t count, user_t **users,
-                      int *rcs);
+    //  Fetch `count` users at once (an adapter may save round trips), at
+    //  most 64. traces[i] is the traceparent of the request asking for
+    //  ids[i] (an adapter's statement span goes under it; traces or
+    //  traces[i] NULL: none). On 0, for each i: rcs[i] is 0 with users[i]
+    //  a fresh user the caller destroys, or MESH_ENOTFOUND with users[i]
+    //  NULL. Any other return is a store error for all of them, and every
+    //  users[i] is NULL.
+    int (*find_many) (user_repo_t *self, const char *const *ids, const char *const *traces,
+                      size_t count, user_t **users, int *rcs);
     //  Replace the name, email and updated_at of the user with user's id,
     //  and store the event, atomically. MESH_ENOTFOUND when the user is
     //  gone, MESH_ECONFLICT when another user has the email.
@@ -175,10 +178,10 @@ user_repo_find (user_repo_t *self, const char *id, user_t **user_p)
 }
 
 static inline int
-user_repo_find_many (user_repo_t *self, const char *const *ids, size_t count, user_t **users,
-                     int *rcs)
+user_repo_find_many (user_repo_t *self, const char *const *ids, const char *const *traces,
+                     size_t count, user_t **users, int *rcs)
 {
-    return self->ops->find_many (self, ids, count, users, rcs);
+    return self->ops->find_many (self, ids, traces, count, users, rcs);
 }
 
 static inline int

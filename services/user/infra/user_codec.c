@@ -250,9 +250,9 @@ user_codec_get (user_app_t *app, mesh_slice_t actor, const msgpack_object *body,
 }
 
 void
-user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_t count,
-                     msgpack_packer *const *replies, char *const *messages, size_t message_size,
-                     int *rcs)
+user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies,
+                     const char *const *traces, size_t count, msgpack_packer *const *replies,
+                     char *const *messages, size_t message_size, int *rcs)
 {
     assert (count <= USER_APP_GET_MANY_MAX);
     user_app_id_t ids[USER_APP_GET_MANY_MAX];
@@ -263,7 +263,7 @@ user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_
         s_str_t id;
         rcs[index] = s_need_id (bodies[index], &id, messages[index], message_size);
         if (!rcs[index]) {
-            ids[asked] = (user_app_id_t) { id.ptr, id.len };
+            ids[asked] = (user_app_id_t) { id.ptr, id.len, traces? traces[index]: NULL };
             slot_of[asked++] = index;
         }
     }

@@ -52,11 +52,13 @@ void
 //  user.get {id} -> the user
 user_codec_fn user_codec_get;
 //  user.get for `count` requests at once (at most USER_APP_GET_MANY_MAX):
-//  request i's body is bodies[i], its reply goes to replies[i] and its
-//  message (message_size bytes) to messages[i]; rcs[i] is what
-//  user_codec_get would return for it.
+//  request i's body is bodies[i], its traceparent traces[i] (traces or
+//  traces[i] NULL: none), its reply goes to replies[i] and its message
+//  (message_size bytes) to messages[i]; rcs[i] is what user_codec_get
+//  would return for it.
 void
-    user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies, size_t count,
+    user_codec_get_many (user_app_t *app, const msgpack_object *const *bodies,
+                         const char *const *traces, size_t count,
                          msgpack_packer *const *replies, char *const *messages,
                          size_t message_size, int *rcs);
 //  user.list {limit?, after?} (body may be nil) -> {items, next}

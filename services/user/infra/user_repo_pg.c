@@ -241,12 +241,13 @@ user_pg_metrics_set_tracer (user_pg_metrics_t *self, mesh_tracer_t *tracer)
     self->tracer = tracer;
 }
 
-//  A client span for one statement under `trace` (a traceparent; "" =
-//  none), or NULL.
+//  A client span for one statement under `trace` (a traceparent), or NULL;
+//  none for a statement outside any request's trace ("" or NULL), which
+//  would otherwise start a trace of its own.
 static mesh_span_record_t *
 s_statement_span (s_repo_t *self, s_statement_t statement, const char *trace)
 {
-    if (!self->metrics || !self->metrics->tracer)
+    if (!self->metrics || !self->metrics->tracer || !trace || !*trace)
         return NULL;
     const char *sql = s_statements[statement].sql;
     mesh_trace_ctx_t ctx;
@@ -282,13 +283,15 @@ s_statement_span_end (s_repo_t *self, mesh_span_record_t **span_p, const PGresul
 }
 
 //  --------------------------------------------------------------------------
-//  Run prepared statement `statement` and time it. Returns the result
-//  (NULL only when libpq is out of memory); the caller clears it.
+//  Run prepared statement `statement` and time it, its span under `trace`.
+//  Returns the result (NULL only when libpq is out of memory); the caller
+//  clears it.
 static PGresult *
-s_exec (s_repo_t *self, s_statement_t statement, int nparams, const char *const *values,
-        const int *lengths, const int *formats, int binary_result)
+s_exec_under (s_repo_t *self, const char *trace, s_statement_t statement, int nparams,
+              const char *const *values, const int *lengths, const int *formats,
+              int binary_result)
 {
-    mesh_span_record_t *span = s_statement_span (self, statement, self->trace);
+    mesh_span_record_t *span = s_statement_span (self, statement, trace);
     int64_t started_us = mesh_mono_us ();
     PGresult *result = PQexecPrepared (self->conn, s_statements[statement].name, nparams, values,
                                        lengths, formats, binary_result);
@@ -297,6 +300,15 @@ s_exec (s_repo_t *self, s_statement_t statement, int nparams, const char *const 
         mesh_histogram_observe (self->metrics->duration[statement],
                                 (double) (mesh_mono_us () - started_us) / 1e6);
     return result;
+}
+
+//  s_exec_under the trace of the request being served.
+static PGresult *
+s_exec (s_repo_t *self, s_statement_t statement, int nparams, const char *const *values,
+        const int *lengths, const int *formats, int binary_result)
+{
+    return s_exec_under (self, self->trace, statement, nparams, values, lengths, formats,
+                         binary_result);
 }
 
 //  --------------------------------------------------------------------------
@@ -680,18 +692,17 @@ s_insert_many (user_repo_t *repo, const user_t *const *users, const user_event_t
 }
 
 //  --------------------------------------------------------------------------
-//  Fetch a user by id.
+//  Fetch a user by id, the statement's span under `trace`.
 static int
-s_find (user_repo_t *repo, const char *id, user_t **user_p)
+s_find_under (s_repo_t *self, const char *id, const char *trace, user_t **user_p)
 {
-    s_repo_t *self = s_self (repo);
     assert (id);
     assert (user_p);
     int rc = s_ready (self);
     if (rc)
         return rc;
     const char *values[1] = {id};
-    PGresult *result = s_exec (self, S_FIND, 1, values, NULL, NULL, 0);
+    PGresult *result = s_exec_under (self, trace, S_FIND, 1, values, NULL, NULL, 0);
     if (PQresultStatus (result) != PGRES_TUPLES_OK)
         rc = s_failure (self, result, s_statements[S_FIND].name);
     else if (PQntuples (result) == 0)
@@ -703,17 +714,32 @@ s_find (user_repo_t *repo, const char *id, user_t **user_p)
 }
 
 //  --------------------------------------------------------------------------
+//  Fetch a user by id.
+static int
+s_find (user_repo_t *repo, const char *id, user_t **user_p)
+{
+    s_repo_t *self = s_self (repo);
+    return s_find_under (self, id, self->trace, user_p);
+}
+
+//  Most gets one s_find_many call takes (user_app asks for at most 64)
+#define S_FIND_MANY_MAX 64
+
+//  --------------------------------------------------------------------------
 //  Fetch several users in one round trip: libpq's pipeline mode sends every
 //  S_FIND, then one Sync, and reads the results in order. Reads only, so
-//  one implicit transaction for all of them is harmless.
+//  one implicit transaction for all of them is harmless. Each get gets its
+//  own user_find span under its own request's trace.
 static int
-s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **users, int *rcs)
+s_find_many (user_repo_t *repo, const char *const *ids, const char *const *traces, size_t count,
+             user_t **users, int *rcs)
 {
     s_repo_t *self = s_self (repo);
     for (size_t index = 0; index < count; index++)
         users[index] = NULL;
+    assert (count <= S_FIND_MANY_MAX);
     if (count == 1) {
-        rcs[0] = s_find (repo, ids[0], &users[0]);
+        rcs[0] = s_find_under (self, ids[0], traces? traces[0]: NULL, &users[0]);
         return rcs[0] == 0 || rcs[0] == MESH_ENOTFOUND? 0: rcs[0];
     }
     int rc = s_ready (self);
@@ -722,16 +748,23 @@ s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **u
     int64_t started_us = mesh_mono_us ();
     if (!PQenterPipelineMode (self->conn))
         return s_failure (self, NULL, "pipeline");
-    for (size_t index = 0; index < count && rc == 0; index++)
-        if (!PQsendQueryPrepared (self->conn, s_statements[S_FIND].name, 1, &ids[index], NULL,
+    mesh_span_record_t *spans[S_FIND_MANY_MAX] = {NULL};
+    size_t sent = 0;
+    for (; sent < count && rc == 0; sent++) {
+        spans[sent] = s_statement_span (self, S_FIND, traces? traces[sent]: NULL);
+        if (!PQsendQueryPrepared (self->conn, s_statements[S_FIND].name, 1, &ids[sent], NULL,
                                   NULL, 0))
             rc = s_failure (self, NULL, s_statements[S_FIND].name);
+    }
     if (rc == 0 && !PQpipelineSync (self->conn))
         rc = s_failure (self, NULL, "pipeline sync");
     //  Read every result up to the Sync's, even after a failure, so the
     //  connection leaves pipeline mode clean
-    for (size_t index = 0; index < count && rc == 0; index++) {
+    size_t read = 0;
+    for (; read < count && rc == 0; read++) {
+        size_t index = read;
         PGresult *result = PQgetResult (self->conn);
+        s_statement_span_end (self, &spans[index], result);
         if (PQresultStatus (result) != PGRES_TUPLES_OK)
             rc = s_failure (self, result, s_statements[S_FIND].name);
         else if (PQntuples (result) == 0)
@@ -746,6 +779,8 @@ s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **u
     int finished = s_pipeline_finish (self, count, s_statements[S_FIND].name);
     if (rc == 0)
         rc = finished;
+    for (; read < sent; read++)     //  After a failure: aborted with the pipeline
+        s_statement_span_end (self, &spans[read], NULL);
     if (self->metrics) {
         double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
         for (size_t index = 0; index < count; index++)

@@ -330,16 +330,22 @@ s_handle_gets (user_worker_t *self, const s_group_t *gets, const mesh_request_t 
 {
     int64_t started_us = mesh_mono_us ();
     const msgpack_object *bodies[MESH_WORKER_MAX_BATCH];
+    char trace_text[MESH_WORKER_MAX_BATCH][USER_TRACE_SIZE];
+    const char *traces[MESH_WORKER_MAX_BATCH];
     msgpack_packer *replies[MESH_WORKER_MAX_BATCH];
     char *messages[MESH_WORKER_MAX_BATCH];
     int rcs[MESH_WORKER_MAX_BATCH];
     for (size_t index = 0; index < gets->count; index++) {
-        bodies[index] = requests[gets->slots[index]].body;
+        const mesh_request_t *request = &requests[gets->slots[index]];
+        //  Each get's statement span goes under its own request's trace
+        s_copy (request->trace, trace_text[index], sizeof trace_text[index]);
+        traces[index] = request->trace.len < sizeof trace_text[index]? trace_text[index]: NULL;
+        bodies[index] = request->body;
         replies[index] = responses[gets->slots[index]].body;
         messages[index] = responses[gets->slots[index]].message;
     }
     user_repo_set_request (self->repo, gets->deadline_ms, NULL);
-    user_codec_get_many (self->app, bodies, gets->count, replies, messages,
+    user_codec_get_many (self->app, bodies, traces, gets->count, replies, messages,
                          sizeof responses[0].message, rcs);
     double seconds = (double) (mesh_mono_us () - started_us) / 1e6;
     for (size_t index = 0; index < gets->count; index++) {

@@ -324,10 +324,12 @@ s_list (user_repo_t *repo, const char *after_id, size_t limit, user_t ***users_p
 }
 
 //  --------------------------------------------------------------------------
-//  Several finds: one at a time (nothing to save in memory).
+//  Several finds: one at a time (nothing to save in memory, no spans).
 static int
-s_find_many (user_repo_t *repo, const char *const *ids, size_t count, user_t **users, int *rcs)
+s_find_many (user_repo_t *repo, const char *const *ids, const char *const *traces, size_t count,
+             user_t **users, int *rcs)
 {
+    (void) traces;
     user_repo_memory_t *self = s_self (repo);
     for (size_t index = 0; index < count; index++)
         users[index] = NULL;
