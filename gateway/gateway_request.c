@@ -55,7 +55,7 @@ struct gateway_request_s {
     char request_id[GATEWAY_REQUEST_ID_MAX + 1];
     char traceparent[GATEWAY_TRACEPARENT_SIZE];
     char trace_id[GATEWAY_TRACE_ID_SIZE];
-    char span_id[MESH_SPAN_ID_HEX_SIZE];    //  The server span's, "" when tracing is off
+    char span_id[MESH_SPAN_ID_HEX_SIZE];    //  The server span's; off: the parent id sent on
     mesh_span_record_t *server_span;    //  Owned; NULL: not traced or not sampled
     mesh_span_record_t *call_span;      //  The mesh call's client span, owned
     char call_traceparent[GATEWAY_TRACEPARENT_SIZE];    //  Sent in the envelope
@@ -334,7 +334,8 @@ s_open_events (gateway_request_t *request)
         return s_fail (request, GATEWAY_PROBLEM_UNAVAILABLE, "the gateway is shutting down");
     struct MHD_Response *response = gateway_sse_open (request->owner->sse, request->connection,
                                                       resume, (uint64_t) seq,
-                                                      request->request_id, request->actor);
+                                                      request->request_id, request->traceparent,
+                                                      request->actor);
     if (!response)
         return MHD_NO;
     MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -525,6 +526,9 @@ s_trace_start (gateway_request_t *request)
     if (!self->tracer) {
         gateway_traceparent_next (&self->random, incoming, request->traceparent,
                                   request->trace_id);
+        //  The log line's span_id: the parent id the gateway sends on
+        mesh_traceparent_ids (request->traceparent, strlen (request->traceparent),
+                              request->trace_id, request->span_id);
         return;
     }
     mesh_trace_ctx_t ctx;
@@ -1034,7 +1038,9 @@ gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
             delay_ms = self->cfg.retry_delay_ms;
         if (delay_ms > 0) {
             mesh_log_kv (MESH_LOG_DEBUG, "retrying once after unavailable", "request_id",
-                         request->request_id, "method", request->mesh_method, NULL);
+                         request->request_id, "trace_id", request->trace_id, "span_id",
+                         request->span_id[0]? request->span_id: NULL, "method",
+                         request->mesh_method, NULL);
             request->retry_at_ms = now_ms + delay_ms;
             self->retries_waiting++;
             return;

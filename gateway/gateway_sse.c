@@ -48,6 +48,8 @@ struct s_stream_s {
     bool ended;                 //  No more data: end after the buffer
     bool released;              //  MHD freed the response: connection gone
     char request_id[GATEWAY_REQUEST_ID_MAX + 1];    //  For the log
+    char trace_id[MESH_TRACE_ID_HEX_SIZE];          //  For the log, "" when none
+    char span_id[MESH_SPAN_ID_HEX_SIZE];            //  For the log, "" when none
     char actor[MESH_ENVELOPE_MAX_ACTOR + 1];        //  Of catch-up calls, "" when none
 };
 
@@ -126,7 +128,8 @@ s_end (s_stream_t *stream, const char *why)
         return;
     stream->ended = true;
     mesh_log_kv (MESH_LOG_DEBUG, "event stream ended", "request_id", stream->request_id,
-                 "reason", why, NULL);
+                 "trace_id", stream->trace_id[0]? stream->trace_id: NULL, "span_id",
+                 stream->span_id[0]? stream->span_id: NULL, "reason", why, NULL);
     s_wake (stream);
 }
 
@@ -379,7 +382,8 @@ s_release (void *cls)
 //  Open a stream.
 struct MHD_Response *
 gateway_sse_open (gateway_sse_t *self, struct MHD_Connection *connection, bool resume,
-                  uint64_t last_seq, const char *request_id, const char *actor)
+                  uint64_t last_seq, const char *request_id, const char *traceparent,
+                  const char *actor)
 {
     assert (self);
     assert (connection);
@@ -388,6 +392,8 @@ gateway_sse_open (gateway_sse_t *self, struct MHD_Connection *connection, bool r
     stream->owner = self;
     stream->connection = connection;
     snprintf (stream->request_id, sizeof stream->request_id, "%s", request_id);
+    mesh_traceparent_ids (traceparent, traceparent? strlen (traceparent): 0, stream->trace_id,
+                          stream->span_id);
     snprintf (stream->actor, sizeof stream->actor, "%s", actor? actor: "");
     struct MHD_Response *response = MHD_create_response_from_callback (
         MHD_SIZE_UNKNOWN, S_BLOCK_SIZE, s_read, stream, s_release);

@@ -38,11 +38,14 @@ void
 
 //  Open a stream for `connection`. With `resume`, events after `last_seq`
 //  are sent first (catch-up) by calls made for `actor` (the caller's
-//  identity; NULL: none). Returns the response to queue with status 200
-//  (the caller destroys its reference after queueing).
+//  identity; NULL: none). `request_id` and the ids of `traceparent` (the
+//  request's; NULL: none) go on the stream's log lines. Returns the
+//  response to queue with status 200 (the caller destroys its reference
+//  after queueing).
 struct MHD_Response *
     gateway_sse_open (gateway_sse_t *self, struct MHD_Connection *connection, bool resume,
-                      uint64_t last_seq, const char *request_id, const char *actor);
+                      uint64_t last_seq, const char *request_id, const char *traceparent,
+                      const char *actor);
 
 //  One event from the SUB socket: topic frame and MessagePack payload.
 //  Malformed events are dropped (counted in the log at debug level).

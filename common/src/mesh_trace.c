@@ -84,6 +84,25 @@ mesh_traceparent_format (const mesh_trace_ctx_t *ctx, char *out)
 }
 
 //  --------------------------------------------------------------------------
+bool
+mesh_traceparent_ids (const char *text, size_t len, char *trace_id, char *span_id)
+{
+    assert (trace_id && span_id);
+    trace_id[0] = span_id[0] = '\0';
+    char copy[MESH_TRACEPARENT_SIZE];
+    mesh_trace_ctx_t ctx;
+    if (!text || len != MESH_TRACEPARENT_SIZE - 1)
+        return false;
+    memcpy (copy, text, len);
+    copy[len] = '\0';
+    if (mesh_traceparent_parse (copy, &ctx) != 0)
+        return false;
+    mesh_trace_hex (ctx.trace_id, sizeof ctx.trace_id, trace_id);
+    mesh_trace_hex (ctx.span_id, sizeof ctx.span_id, span_id);
+    return true;
+}
+
+//  --------------------------------------------------------------------------
 int
 mesh_sampler_parse (const char *name, const char *arg, mesh_sampler_t *sampler)
 {

@@ -29,7 +29,8 @@ s_setup (void)
     setenv ("OTEL_EXPORTER_OTLP_ENDPOINT", s_otlp.endpoint, 1);
     setenv ("OTEL_BSP_SCHEDULE_DELAY", "100", 1);
     setenv ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test", 1);
-    setenv ("MESH_LOG_LEVEL", "info", 1); //  The request log lines are info
+    //  The request log lines of the workers and the audit ingest are debug
+    setenv ("MESH_LOG_LEVEL", "debug", 1);
     s_up = mesh_test_mesh_start (&s_mesh, "test_trace_mesh", 0, 1, NULL, NULL);
     if (s_up)
         mesh_test_mesh_audit_start (&s_mesh);
@@ -132,11 +133,36 @@ Test (trace_mesh, one_post_is_one_trace_from_gateway_to_audit)
                    strtoull (s_field (client, "startTimeUnixNano"), NULL, 10));
     cr_assert_geq (strtoull (s_field (server, "endTimeUnixNano"), NULL, 10),
                    strtoull (s_field (client, "endTimeUnixNano"), NULL, 10));
+
+    //  The request's log lines carry its ids: each process's its own span
+    char line[128];
+    snprintf (line, sizeof line, "\"trace_id\":\"%s\",\"span_id\":\"%s\"", trace_id,
+              s_field (server, "spanId"));
+    cr_assert (mesh_proc_wait_log (s_mesh.gateway, line, 5000), "gateway: no line with %s", line);
+    snprintf (line, sizeof line, "\"trace_id\":\"%s\",\"span_id\":\"%s\"", trace_id,
+              s_field (worker, "spanId"));
+    cr_assert (mesh_proc_wait_log (s_mesh.users[0], line, 5000), "user: no line with %s", line);
+    snprintf (line, sizeof line, "\"trace_id\":\"%s\",\"span_id\":\"%s\"", trace_id,
+              s_field (ingest, "spanId"));
+    cr_assert (mesh_proc_wait_log (s_mesh.audit, line, 5000), "audit: no line with %s", line);
     json_decref (spans);
 
-    //  The request's log lines carry its ids
-    cr_assert (mesh_proc_wait_log (
-        s_mesh.gateway, "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\"", 5000));
+    //  And the audit service's request line (audit.list), under the trace
+    //  the HTTP client gave, once the gateway knows audit has a worker
+    cr_assert (mesh_proc_wait_log (s_mesh.gateway,
+                                   "\"msg\":\"service has workers\",\"service\":\"audit\"",
+                                   10000),
+               "the gateway does not see the audit worker");
+    const char *headers[] = {"traceparent: 00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                             NULL};
+    mesh_test_http_response_t response =
+        mesh_test_http_do ("GET", mesh_test_mesh_url (&s_mesh, "/v1/audit"), NULL, headers);
+    cr_assert_eq (response.status, 200, "%ld %s", response.status, response.body);
+    mesh_test_http_response_free (&response);
+    cr_assert (mesh_proc_wait_log (s_mesh.audit,
+                                   "\"trace_id\":\"5bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\"",
+                                   5000),
+               "audit: no request line in the client's trace");
 }
 
 Test (trace_mesh, a_sampled_out_request_exports_nothing)

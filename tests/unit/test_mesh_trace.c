@@ -41,6 +41,25 @@ Test (mesh_trace, traceparent_round_trips)
     cr_assert_eq (ctx.flags, 0);
 }
 
+Test (mesh_trace, traceparent_ids_are_for_log_lines)
+{
+    //  From a slice that does not end in NUL (an envelope field)
+    const char *text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 and more";
+    char trace_id[MESH_TRACE_ID_HEX_SIZE], span_id[MESH_SPAN_ID_HEX_SIZE];
+    cr_assert (mesh_traceparent_ids (text, 55, trace_id, span_id));
+    cr_assert_str_eq (trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    cr_assert_str_eq (span_id, "00f067aa0ba902b7");
+    //  Not a traceparent: both empty
+    cr_assert_not (mesh_traceparent_ids (text, 54, trace_id, span_id));
+    cr_assert_str_eq (trace_id, "");
+    cr_assert_str_eq (span_id, "");
+    cr_assert_not (mesh_traceparent_ids (text, strlen (text), trace_id, span_id));
+    cr_assert_not (mesh_traceparent_ids (NULL, 0, trace_id, span_id));
+    cr_assert_not (mesh_traceparent_ids (
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", 55, trace_id, span_id));
+    cr_assert_str_eq (span_id, "");
+}
+
 Test (mesh_trace, traceparent_rejects_what_is_not_one)
 {
     const char *bad[] = {

@@ -36,6 +36,13 @@ int mesh_traceparent_parse (const char *text, mesh_trace_ctx_t *ctx);
 //  Format *ctx as a traceparent into `out` (MESH_TRACEPARENT_SIZE bytes).
 void mesh_traceparent_format (const mesh_trace_ctx_t *ctx, char *out);
 
+//  The ids of the traceparent `text` of `len` bytes (need not end in NUL),
+//  for a log line: its trace id into `trace_id` (MESH_TRACE_ID_HEX_SIZE
+//  bytes) and its parent id, the span of whoever sent it on, into
+//  `span_id` (MESH_SPAN_ID_HEX_SIZE). Both "" and false when it is not a
+//  traceparent (NULL, empty, bad shape); true when it is.
+bool mesh_traceparent_ids (const char *text, size_t len, char *trace_id, char *span_id);
+
 //  --------------------------------------------------------------------------
 //  Samplers (OTEL_TRACES_SAMPLER).
 typedef enum {

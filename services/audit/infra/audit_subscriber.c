@@ -15,9 +15,11 @@
 #include "mesh/mesh_err.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_time.h"
+#include "mesh/mesh_trace.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <msgpack.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -267,6 +269,24 @@ s_ingest_span (audit_subscriber_t *self, const audit_event_t *event)
     return span;
 }
 
+//  The log line of one live event taken in (debug): the ids of its trace,
+//  and span_id the ingest span's, else the creator's (the parent id the
+//  event carries).
+static void
+s_log_event (const audit_event_t *event, const mesh_span_record_t *span)
+{
+    if (!mesh_log_enabled (MESH_LOG_DEBUG))
+        return;
+    char trace_id[MESH_TRACE_ID_HEX_SIZE], span_id[MESH_SPAN_ID_HEX_SIZE], seq[24];
+    mesh_traceparent_ids (event->trace, strlen (event->trace), trace_id, span_id);
+    if (span)
+        mesh_trace_hex (span->ctx.span_id, sizeof span->ctx.span_id, span_id);
+    snprintf (seq, sizeof seq, "%" PRIu64, event->seq);
+    mesh_log_kv (MESH_LOG_DEBUG, "event", "event_id", event->id, "type", event->type, "seq", seq,
+                 "trace_id", *trace_id ? trace_id : NULL, "span_id", *span_id ? span_id : NULL,
+                 NULL);
+}
+
 //  Offer the gathered live events; observe the delay of those it stored.
 static void
 s_offer (audit_subscriber_t *self, audit_ingest_t *ingest, audit_event_t *events, size_t count)
@@ -279,6 +299,7 @@ s_offer (audit_subscriber_t *self, audit_ingest_t *ingest, audit_event_t *events
         seqs[index] = events[index].seq;
         times[index] = events[index].time_us;
         spans[index] = s_ingest_span (self, &events[index]);
+        s_log_event (&events[index], spans[index]);
     }
     audit_ingest_offer (ingest, events, count);
     uint64_t after = audit_ingest_cursor (ingest);

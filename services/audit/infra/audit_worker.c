@@ -8,6 +8,7 @@
 
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +69,12 @@ audit_worker_handle (void *arg, const mesh_request_t *request, mesh_response_t *
                                  ? MESH_LOG_WARN : MESH_LOG_DEBUG;
     if (mesh_log_enabled (level)) {
         char id[MESH_ENVELOPE_MAX_ID + 1];
+        char trace_id[MESH_TRACE_ID_HEX_SIZE], span_id[MESH_SPAN_ID_HEX_SIZE];
         snprintf (id, sizeof id, "%.*s", (int) request->id.len, request->id.ptr);
-        mesh_log_kv (level, "request", "request_id", id, "method",
+        //  The parent id: this worker's span when it traces, else the caller's
+        mesh_traceparent_ids (request->trace.ptr, request->trace.len, trace_id, span_id);
+        mesh_log_kv (level, "request", "request_id", id, "trace_id", *trace_id ? trace_id : NULL,
+                     "span_id", *span_id ? span_id : NULL, "method",
                      row == 0 ? "audit.list" : "other", "outcome", mesh_code_name (code), "error",
                      code == MESH_CODE_OK ? NULL : response->message, NULL);
     }

@@ -217,19 +217,24 @@ s_failure (s_repo_t *self, const PGresult *result, const char *op)
     self->timeout_ms = -1;
     if (state && strcmp (state, "23505") == 0)
         return MESH_ECONFLICT;  //  An expected outcome, not worth a line
+    //  The request's ids, when one request is being served (not a batch)
+    char trace_id[MESH_TRACE_ID_HEX_SIZE], span_id[MESH_SPAN_ID_HEX_SIZE];
+    mesh_traceparent_ids (self->trace, strlen (self->trace), trace_id, span_id);
     if (!self->conn || PQstatus (self->conn) != CONNECTION_OK || mesh_pg_state_unavailable (state)) {
         self->broken = true;
         s_count_state (self, false);
         //  libpq's own connection messages carry no data
         mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: database unavailable", "op", op, "sqlstate",
-                     state, "error", self->conn? PQerrorMessage (self->conn): NULL, NULL);
+                     state, "error", self->conn? PQerrorMessage (self->conn): NULL, "trace_id",
+                     *trace_id? trace_id: NULL, "span_id", *span_id? span_id: NULL, NULL);
         return MESH_EUNAVAIL;
     }
     if (state && strcmp (state, "57014") == 0)
         return MESH_ETIMEDOUT;  //  statement_timeout: the request's deadline
     const char *constraint = result? PQresultErrorField (result, PG_DIAG_CONSTRAINT_NAME): NULL;
     mesh_log_kv (MESH_LOG_WARN, "user_repo_pg: statement failed", "op", op, "sqlstate",
-                 state? state: "none", "constraint", constraint, NULL);
+                 state? state: "none", "constraint", constraint, "trace_id",
+                 *trace_id? trace_id: NULL, "span_id", *span_id? span_id: NULL, NULL);
     return MESH_EIO;
 }
 

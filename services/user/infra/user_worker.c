@@ -10,6 +10,7 @@
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_time.h"
+#include "mesh/mesh_trace.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -255,17 +256,13 @@ s_account (user_worker_t *self, size_t row, mesh_code_t code, double seconds,
     mesh_log_level_t level = code == MESH_CODE_INTERNAL || code == MESH_CODE_UNAVAILABLE
                                  ? MESH_LOG_WARN : MESH_LOG_DEBUG;
     if (mesh_log_enabled (level)) {
-        char id[MESH_ENVELOPE_MAX_ID + 1], method[64], ms[32], trace_id[33] = "";
-        char span_id[17] = "";
+        char id[MESH_ENVELOPE_MAX_ID + 1], method[64], ms[32];
+        char trace_id[MESH_TRACE_ID_HEX_SIZE], span_id[MESH_SPAN_ID_HEX_SIZE];
         s_copy (request->id, id, sizeof id);
         s_copy (request->method, method, sizeof method);
         snprintf (ms, sizeof ms, "%.3f", seconds * 1000.0);
-        //  traceparent: "00-" trace-id (32 hex) "-" parent-id "-" flags
-        if (request->trace.len >= 35 && request->trace.ptr[2] == '-')
-            s_copy ((mesh_slice_t) { request->trace.ptr + 3, 32 }, trace_id, sizeof trace_id);
-        //  ... "-" parent-id (16 hex): this worker's span when it traces
-        if (request->trace.len >= 52 && request->trace.ptr[35] == '-')
-            s_copy ((mesh_slice_t) { request->trace.ptr + 36, 16 }, span_id, sizeof span_id);
+        //  The parent id: this worker's span when it traces, else the caller's
+        mesh_traceparent_ids (request->trace.ptr, request->trace.len, trace_id, span_id);
         mesh_log_kv (level, "request", "request_id", id, "trace_id",
                      *trace_id ? trace_id : NULL, "span_id", *span_id ? span_id : NULL,
                      "method", method, "outcome",
