@@ -13,9 +13,11 @@
 #  runtime prints it (ids back in hex, enums as integers) plus "service"
 #  (the resource's service.name) and "headers". A body that does not
 #  decode gets 400 and a line {"error": ...}, so a test sees it.
-#  Prints "listening on PORT" on stderr.
+#  Prints "listening on PORT" on stderr; GET /healthz answers 200.
 #  Usage: otlp_receiver.py PORT OUTFILE [STATUS]  (STATUS: answer every POST so)
-#  Environment: OTLP_PROTO_DIR, the directory holding opentelemetry/proto/...
+#  Environment: OTLP_PROTO_DIR, the directory holding opentelemetry/proto/...;
+#  OTLP_RECEIVER_BIND, the address to listen on [127.0.0.1] (the compose
+#  stand-in, compose/local/otlp-receiver.Dockerfile, listens on 0.0.0.0).
 #  SPDX-License-Identifier: MPL-2.0
 import base64
 import json
@@ -144,6 +146,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
 
+    def do_GET(self):
+        reply = b"ok\n" if self.path == "/healthz" else b"not found\n"
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
     def log_message(self, format, *args):
         pass
 
@@ -153,7 +163,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         definitions = load_definitions(workdir)
-        server = HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+        bind = os.environ.get("OTLP_RECEIVER_BIND") or "127.0.0.1"
+        server = HTTPServer((bind, int(sys.argv[1])), Handler)
         server.definitions = definitions
         server.outfile = sys.argv[2]
         server.answer = int(sys.argv[3]) if len(sys.argv) > 3 else 200
