@@ -3,12 +3,12 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "mesh/mesh_trace.h"
+#include "mesh/mesh_alloc.h"
 #include "mesh/mesh_err.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,64 +375,173 @@ mesh_span_record_set_int (mesh_span_record_t *self, const char *key, int64_t val
     attr->int_value = value;
 }
 
+//  The export body is written straight into one growing buffer: the spans
+//  of a batch have a fixed shape, and building a jansson tree for each (a
+//  hash table per object, a block per string) was most of a traced
+//  request's CPU (docs/tracing.md, "Cost").
+typedef struct {
+    char *data;         //  NUL-terminated text so far, owned
+    size_t len;         //  Bytes before the NUL
+    size_t size;        //  Bytes allocated
+} s_text_t;
+
+//  Make room for `more` bytes and the NUL.
+static void
+s_text_reserve (s_text_t *self, size_t more)
+{
+    if (self->len + more + 1 <= self->size)
+        return;
+    while (self->len + more + 1 > self->size)
+        self->size = self->size ? self->size * 2 : 4096;
+    self->data = mesh_realloc (self->data, self->size);
+}
+
+static void
+s_text_add (s_text_t *self, const char *bytes, size_t len)
+{
+    s_text_reserve (self, len);
+    memcpy (self->data + self->len, bytes, len);
+    self->len += len;
+    self->data[self->len] = '\0';
+}
+
+static void
+s_text_put (s_text_t *self, const char *text)
+{
+    s_text_add (self, text, strlen (text));
+}
+
+//  Length of the valid UTF-8 sequence at `text` (RFC 3629: no overlongs,
+//  no surrogates, at most U+10FFFF), or 0 when it is not one.
+static size_t
+s_utf8_length (const unsigned char *text)
+{
+    unsigned char lead = text[0];
+    size_t len = lead < 0xC2 ? 0 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : lead < 0xF5 ? 4 : 0;
+    for (size_t index = 1; index < len; index++)
+        if ((text[index] & 0xC0) != 0x80)
+            return 0;
+    if ((lead == 0xE0 && text[1] < 0xA0) || (lead == 0xED && text[1] > 0x9F) ||
+        (lead == 0xF0 && text[1] < 0x90) || (lead == 0xF4 && text[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+//  `value` as a JSON string (RFC 8259): quotes, backslashes and control
+//  characters escaped; a byte that is not valid UTF-8 (a value cut to fit
+//  its field, or foreign input) becomes U+FFFD, so the body always parses.
+static void
+s_text_string (s_text_t *self, const char *value)
+{
+    s_text_reserve (self, strlen (value) + 2);
+    s_text_add (self, "\"", 1);
+    const unsigned char *at = (const unsigned char *)value;
+    while (*at) {
+        const unsigned char *run = at;
+        while (*at >= 0x20 && *at < 0x80 && *at != '"' && *at != '\\')
+            at++;
+        s_text_add (self, (const char *)run, (size_t)(at - run));
+        if (!*at)
+            break;
+        if (*at >= 0x80) {
+            size_t len = s_utf8_length (at);
+            if (len)
+                s_text_add (self, (const char *)at, len);
+            else
+                s_text_put (self, "\\ufffd");
+            at += len ? len : 1;
+            continue;
+        }
+        char escape[8];
+        if (*at == '"' || *at == '\\')
+            snprintf (escape, sizeof escape, "\\%c", *at);
+        else
+            snprintf (escape, sizeof escape, "\\u%04x", *at);
+        s_text_put (self, escape);
+        at++;
+    }
+    s_text_add (self, "\"", 1);
+}
+
+//  "key":"value" (the value escaped), with a leading comma unless `first`.
+static void
+s_text_field (s_text_t *self, bool first, const char *key, const char *value)
+{
+    if (!first)
+        s_text_add (self, ",", 1);
+    s_text_string (self, key);
+    s_text_add (self, ":", 1);
+    s_text_string (self, value);
+}
+
 //  An OTLP KeyValue with a string value.
-static json_t *
-s_string_kv (const char *key, const char *value)
+static void
+s_text_string_kv (s_text_t *self, const char *key, const char *value)
 {
-    return json_pack ("{s:s, s:{s:s}}", "key", key, "value", "stringValue", value);
+    s_text_add (self, "{", 1);
+    s_text_field (self, true, "key", key);
+    s_text_put (self, ",\"value\":{");
+    s_text_field (self, true, "stringValue", value);
+    s_text_add (self, "}}", 2);
 }
 
-//  A 64-bit integer as OTLP JSON writes it: a decimal string.
-static json_t *
-s_u64 (uint64_t value)
-{
-    char text[24];
-    snprintf (text, sizeof text, "%" PRIu64, value);
-    return json_string (text);
-}
-
-//  One span as an OTLP JSON Span object.
-static json_t *
-s_span_json (const mesh_span_record_t *span)
+//  One span as an OTLP JSON Span object: hex ids, integer enums, 64-bit
+//  integers as decimal strings.
+static void
+s_text_span (s_text_t *self, const mesh_span_record_t *span)
 {
     char trace[MESH_TRACE_ID_HEX_SIZE], id[MESH_SPAN_ID_HEX_SIZE], parent[MESH_SPAN_ID_HEX_SIZE];
+    char number[64];
     mesh_trace_hex (span->ctx.trace_id, 16, trace);
     mesh_trace_hex (span->ctx.span_id, 8, id);
     mesh_trace_hex (span->parent_span_id, 8, parent);
-    json_t *object =
-        json_pack ("{s:s, s:s, s:s, s:i, s:i}", "traceId", trace, "spanId", id, "name", span->name,
-                   "kind", (json_int_t)span->kind, "flags", (json_int_t)span->ctx.flags);
+    s_text_add (self, "{", 1);
+    s_text_field (self, true, "traceId", trace);
+    s_text_field (self, false, "spanId", id);
     if (strcmp (parent, "0000000000000000") != 0)
-        json_object_set_new (object, "parentSpanId", json_string (parent));
-    json_object_set_new (object, "startTimeUnixNano", s_u64 (span->start_ns));
-    json_object_set_new (object, "endTimeUnixNano", s_u64 (span->end_ns));
-    json_t *attrs = json_array ();
+        s_text_field (self, false, "parentSpanId", parent);
+    s_text_field (self, false, "name", span->name);
+    snprintf (number, sizeof number, ",\"kind\":%d,\"flags\":%u", (int)span->kind,
+              (unsigned)span->ctx.flags);
+    s_text_put (self, number);
+    snprintf (number, sizeof number, "%" PRIu64, span->start_ns);
+    s_text_field (self, false, "startTimeUnixNano", number);
+    snprintf (number, sizeof number, "%" PRIu64, span->end_ns);
+    s_text_field (self, false, "endTimeUnixNano", number);
+    s_text_put (self, ",\"attributes\":[");
     for (size_t index = 0; index < span->attr_count; index++) {
         const mesh_span_attr_t *attr = &span->attrs[index];
+        if (index)
+            s_text_add (self, ",", 1);
         if (attr->is_int) {
-            char text[24];
-            snprintf (text, sizeof text, "%" PRId64, attr->int_value);
-            json_array_append_new (
-                attrs, json_pack ("{s:s, s:{s:s}}", "key", attr->key, "value", "intValue", text));
+            snprintf (number, sizeof number, "%" PRId64, attr->int_value);
+            s_text_add (self, "{", 1);
+            s_text_field (self, true, "key", attr->key);
+            s_text_put (self, ",\"value\":{");
+            s_text_field (self, true, "intValue", number);
+            s_text_add (self, "}}", 2);
         }
         else
-            json_array_append_new (attrs, s_string_kv (attr->key, attr->string_value));
+            s_text_string_kv (self, attr->key, attr->string_value);
     }
-    json_object_set_new (object, "attributes", attrs);
+    s_text_add (self, "]", 1);
     if (span->link_count) {
-        json_t *links = json_array ();
+        s_text_put (self, ",\"links\":[");
         for (size_t index = 0; index < span->link_count; index++) {
             mesh_trace_hex (span->links[index].trace_id, 16, trace);
             mesh_trace_hex (span->links[index].span_id, 8, id);
-            json_array_append_new (links, json_pack ("{s:s, s:s}", "traceId", trace, "spanId", id));
+            s_text_put (self, index ? ",{" : "{");
+            s_text_field (self, true, "traceId", trace);
+            s_text_field (self, false, "spanId", id);
+            s_text_add (self, "}", 1);
         }
-        json_object_set_new (object, "links", links);
+        s_text_add (self, "]", 1);
     }
-    json_t *status = json_pack ("{s:i}", "code", (json_int_t)span->status);
+    snprintf (number, sizeof number, ",\"status\":{\"code\":%d", (int)span->status);
+    s_text_put (self, number);
     if (span->status_message[0])
-        json_object_set_new (status, "message", json_string (span->status_message));
-    json_object_set_new (object, "status", status);
-    return object;
+        s_text_field (self, false, "message", span->status_message);
+    s_text_add (self, "}}", 2);
 }
 
 //  --------------------------------------------------------------------------
@@ -441,17 +550,23 @@ mesh_trace_encode_json (const mesh_trace_config_t *config, const mesh_span_recor
                         size_t count)
 {
     assert (config && (spans || count == 0));
-    json_t *attributes = json_array ();
-    for (size_t index = 0; index < config->resource_count; index++)
-        json_array_append_new (
-            attributes, s_string_kv (config->resource[index].key, config->resource[index].value));
-    json_t *list = json_array ();
-    for (size_t index = 0; index < count; index++)
-        json_array_append_new (list, s_span_json (spans[index]));
-    json_t *body = json_pack ("{s:[{s:{s:o}, s:[{s:{s:s, s:s}, s:o}]}]}", "resourceSpans",
-                              "resource", "attributes", attributes, "scopeSpans", "scope", "name",
-                              "zmesh", "version", MESH_VERSION, "spans", list);
-    char *text = json_dumps (body, JSON_COMPACT);
-    json_decref (body);
-    return text;
+    s_text_t text = {NULL, 0, 0};
+    s_text_reserve (&text, 512 + count * 1024);
+    s_text_put (&text, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    for (size_t index = 0; index < config->resource_count; index++) {
+        if (index)
+            s_text_add (&text, ",", 1);
+        s_text_string_kv (&text, config->resource[index].key, config->resource[index].value);
+    }
+    s_text_put (&text, "]},\"scopeSpans\":[{\"scope\":{");
+    s_text_field (&text, true, "name", "zmesh");
+    s_text_field (&text, false, "version", MESH_VERSION);
+    s_text_put (&text, "},\"spans\":[");
+    for (size_t index = 0; index < count; index++) {
+        if (index)
+            s_text_add (&text, ",", 1);
+        s_text_span (&text, spans[index]);
+    }
+    s_text_put (&text, "]}]}]}");
+    return text.data;
 }

@@ -320,6 +320,46 @@ Test (mesh_trace, encodes_otlp_json)
     json_decref (body);
 }
 
+Test (mesh_trace, encoded_strings_are_escaped_and_valid_utf8)
+{
+    mesh_trace_config_t config;
+    const char *env[] = {"OTEL_SERVICE_NAME", "g\"w", NULL};
+    s_read (env, 0, &config);
+    mesh_span_record_t span = {.kind = MESH_SPAN_CLIENT, .start_ns = 1, .end_ns = 2};
+    cr_assert_eq (mesh_traceparent_parse ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                          &span.ctx),
+                  0);
+    //  Quote, backslash, control characters, UTF-8 kept, bytes that are not
+    //  UTF-8 (a stray continuation, a cut sequence, an overlong, a surrogate)
+    snprintf (span.name, sizeof span.name, "a\"b\\c\n\x01 caf\xc3\xa9 \x80 \xe2\x82 \xc0\xaf \xed\xa0\x80.");
+    mesh_span_record_set_string (&span, "k\tey", "\xf0\x9f\x98\x80\xf4\x90\x80\x80");
+    const mesh_span_record_t *spans[] = {&span};
+    char *text = mesh_trace_encode_json (&config, spans, 1);
+    json_error_t error;
+    json_t *body = json_loads (text, 0, &error);
+    cr_assert_not_null (body, "%s: %s", error.text, text);
+    free (text);
+    json_t *resource_spans = json_array_get (json_object_get (body, "resourceSpans"), 0);
+    json_t *service = json_array_get (
+        json_object_get (json_object_get (resource_spans, "resource"), "attributes"), 0);
+    cr_assert_str_eq (
+        json_string_value (json_object_get (json_object_get (service, "value"), "stringValue")),
+        "g\"w");
+    json_t *one = json_array_get (
+        json_object_get (json_array_get (json_object_get (resource_spans, "scopeSpans"), 0),
+                         "spans"),
+        0);
+    cr_assert_str_eq (json_string_value (json_object_get (one, "name")),
+                      "a\"b\\c\n\x01 caf\xc3\xa9 \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd "
+                      "\xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd.");
+    json_t *attr = json_array_get (json_object_get (one, "attributes"), 0);
+    cr_assert_str_eq (json_string_value (json_object_get (attr, "key")), "k\tey");
+    cr_assert_str_eq (
+        json_string_value (json_object_get (json_object_get (attr, "value"), "stringValue")),
+        "\xf0\x9f\x98\x80\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    json_decref (body);
+}
+
 Test (mesh_trace, attributes_past_the_limit_are_dropped)
 {
     mesh_span_record_t span = {0};
