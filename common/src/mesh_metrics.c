@@ -14,6 +14,7 @@
     =========================================================================  */
 #include "mesh/mesh_metrics.h"
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_text.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -98,12 +99,6 @@ typedef struct {
     size_t count;                   //  Pairs gathered
 } s_labels_t;
 
-//  Growable output buffer for the renderer.
-typedef struct {
-    char *data;                     //  NUL-terminated text
-    size_t len;                     //  Bytes used, without the NUL
-    size_t size;                    //  Bytes allocated
-} s_buf_t;
 
 //  --------------------------------------------------------------------------
 //  Create an empty registry.
@@ -491,74 +486,15 @@ mesh_histogram_count (const mesh_histogram_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Append `len` bytes to the buffer, keeping it NUL-terminated.
-static void
-s_buf_append (s_buf_t *buf, const char *text, size_t len)
-{
-    if (buf->len + len + 1 > buf->size) {
-        while (buf->len + len + 1 > buf->size)
-            buf->size = buf->size? buf->size * 2: 4096;
-        buf->data = mesh_realloc (buf->data, buf->size);
-    }
-    memcpy (buf->data + buf->len, text, len);
-    buf->len += len;
-    buf->data[buf->len] = '\0';
-}
-
-//  --------------------------------------------------------------------------
-//  Append a NUL-terminated string.
-static void
-s_buf_puts (s_buf_t *buf, const char *text)
-{
-    s_buf_append (buf, text, strlen (text));
-}
-
-//  --------------------------------------------------------------------------
-//  Length of the valid UTF-8 sequence at `text`, or 0 when the bytes there
-//  are not one (overlong forms, surrogates, > U+10FFFF, truncation).
-static size_t
-s_utf8_length (const unsigned char *text)
-{
-    unsigned char lead = text[0];
-    if (lead < 0x80)
-        return 1;
-    size_t length;
-    unsigned char low = 0x80;   //  Range of the first continuation byte
-    unsigned char high = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF)
-        length = 2;
-    else
-    if (lead >= 0xE0 && lead <= 0xEF) {
-        length = 3;
-        low = lead == 0xE0? 0xA0: 0x80;
-        high = lead == 0xED? 0x9F: 0xBF;
-    }
-    else
-    if (lead >= 0xF0 && lead <= 0xF4) {
-        length = 4;
-        low = lead == 0xF0? 0x90: 0x80;
-        high = lead == 0xF4? 0x8F: 0xBF;
-    }
-    else
-        return 0;
-    if (text[1] < low || text[1] > high)
-        return 0;
-    for (size_t index = 2; index < length; index++)
-        if (text[index] < 0x80 || text[index] > 0xBF)
-            return 0;       //  Also stops at the NUL of a truncated sequence
-    return length;
-}
-
-//  --------------------------------------------------------------------------
 //  Append `text` escaped for the exposition format: backslash and newline
 //  always, double quote too in label values. Bytes that are not UTF-8 become
 //  U+FFFD, since Prometheus rejects the whole scrape on invalid UTF-8.
 static void
-s_buf_escaped (s_buf_t *buf, const char *text, bool quotes)
+s_buf_escaped (mesh_text_t *buf, const char *text, bool quotes)
 {
     const unsigned char *cursor = (const unsigned char *) text;
     while (*cursor) {
-        size_t length = s_utf8_length (cursor);
+        size_t length = mesh_utf8_length (cursor);
         const char *escape = NULL;
         if (length == 0)
             escape = "\xEF\xBF\xBD";
@@ -572,11 +508,11 @@ s_buf_escaped (s_buf_t *buf, const char *text, bool quotes)
         if (*cursor == '"' && quotes)
             escape = "\\\"";
         if (escape) {
-            s_buf_puts (buf, escape);
+            mesh_text_puts (buf, escape);
             cursor++;
         }
         else {
-            s_buf_append (buf, (const char *) cursor, length);
+            mesh_text_append (buf, (const char *) cursor, length);
             cursor += length;
         }
     }
@@ -607,39 +543,39 @@ s_format_double (char *out, size_t size, double value)
 //  --------------------------------------------------------------------------
 //  Append a series' label set, plus `le` when not NULL; nothing when empty.
 static void
-s_buf_labels (s_buf_t *buf, const s_family_t *family, const s_series_t *series, const char *le)
+s_buf_labels (mesh_text_t *buf, const s_family_t *family, const s_series_t *series, const char *le)
 {
     if (family->label_count == 0 && !le)
         return;
-    s_buf_puts (buf, "{");
+    mesh_text_puts (buf, "{");
     for (size_t index = 0; index < family->label_count; index++) {
         if (index > 0)
-            s_buf_puts (buf, ",");
-        s_buf_puts (buf, family->label_names[index]);
-        s_buf_puts (buf, "=\"");
+            mesh_text_puts (buf, ",");
+        mesh_text_puts (buf, family->label_names[index]);
+        mesh_text_puts (buf, "=\"");
         s_buf_escaped (buf, series->values[index], true);
-        s_buf_puts (buf, "\"");
+        mesh_text_puts (buf, "\"");
     }
     if (le) {
-        s_buf_puts (buf, family->label_count > 0? ",le=\"": "le=\"");
-        s_buf_puts (buf, le);
-        s_buf_puts (buf, "\"");
+        mesh_text_puts (buf, family->label_count > 0? ",le=\"": "le=\"");
+        mesh_text_puts (buf, le);
+        mesh_text_puts (buf, "\"");
     }
-    s_buf_puts (buf, "}");
+    mesh_text_puts (buf, "}");
 }
 
 //  --------------------------------------------------------------------------
 //  Append one sample line: name + suffix, labels, value.
 static void
-s_buf_sample (s_buf_t *buf, const s_family_t *family, const char *suffix,
+s_buf_sample (mesh_text_t *buf, const s_family_t *family, const char *suffix,
               const s_series_t *series, const char *le, const char *value)
 {
-    s_buf_puts (buf, family->name);
-    s_buf_puts (buf, suffix);
+    mesh_text_puts (buf, family->name);
+    mesh_text_puts (buf, suffix);
     s_buf_labels (buf, family, series, le);
-    s_buf_puts (buf, " ");
-    s_buf_puts (buf, value);
-    s_buf_puts (buf, "\n");
+    mesh_text_puts (buf, " ");
+    mesh_text_puts (buf, value);
+    mesh_text_puts (buf, "\n");
 }
 
 //  --------------------------------------------------------------------------
@@ -647,7 +583,7 @@ s_buf_sample (s_buf_t *buf, const s_family_t *family, const char *suffix,
 //  each and summed here, so the +Inf bucket and _count always agree even
 //  while observations land; _sum may be a few observations ahead or behind.
 static void
-s_buf_histogram (s_buf_t *buf, const s_family_t *family, const s_series_t *series)
+s_buf_histogram (mesh_text_t *buf, const s_family_t *family, const s_series_t *series)
 {
     const mesh_histogram_t *histogram = &series->metric.histogram;
     char le[32];
@@ -676,22 +612,22 @@ char *
 mesh_metrics_render (mesh_metrics_t *self, size_t *len)
 {
     assert (self);
-    s_buf_t buf = { NULL, 0, 0 };
-    s_buf_append (&buf, "", 0);             //  An empty registry renders ""
+    mesh_text_t buf = { NULL, 0, 0 };
+    mesh_text_append (&buf, "", 0);             //  An empty registry renders ""
     pthread_mutex_lock (&self->lock);
     for (const s_family_t *family = self->families; family; family = family->next) {
         if (family->help) {
-            s_buf_puts (&buf, "# HELP ");
-            s_buf_puts (&buf, family->name);
-            s_buf_puts (&buf, " ");
+            mesh_text_puts (&buf, "# HELP ");
+            mesh_text_puts (&buf, family->name);
+            mesh_text_puts (&buf, " ");
             s_buf_escaped (&buf, family->help, false);
-            s_buf_puts (&buf, "\n");
+            mesh_text_puts (&buf, "\n");
         }
-        s_buf_puts (&buf, "# TYPE ");
-        s_buf_puts (&buf, family->name);
-        s_buf_puts (&buf, " ");
-        s_buf_puts (&buf, s_type_names[family->type]);
-        s_buf_puts (&buf, "\n");
+        mesh_text_puts (&buf, "# TYPE ");
+        mesh_text_puts (&buf, family->name);
+        mesh_text_puts (&buf, " ");
+        mesh_text_puts (&buf, s_type_names[family->type]);
+        mesh_text_puts (&buf, "\n");
         for (const s_series_t *series = family->series; series; series = series->next) {
             char value[32];
             if (family->type == S_COUNTER) {

@@ -5,6 +5,7 @@
 #include "mesh/mesh_trace.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_err.h"
+#include "mesh/mesh_text.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -378,77 +379,29 @@ mesh_span_record_set_int (mesh_span_record_t *self, const char *key, int64_t val
 //  The export body is written straight into one growing buffer: the spans
 //  of a batch have a fixed shape, and building a jansson tree for each (a
 //  hash table per object, a block per string) was most of a traced
-//  request's CPU (docs/tracing.md, "Cost").
-typedef struct {
-    char *data;         //  NUL-terminated text so far, owned
-    size_t len;         //  Bytes before the NUL
-    size_t size;        //  Bytes allocated
-} s_text_t;
-
-//  Make room for `more` bytes and the NUL.
-static void
-s_text_reserve (s_text_t *self, size_t more)
-{
-    if (self->len + more + 1 <= self->size)
-        return;
-    while (self->len + more + 1 > self->size)
-        self->size = self->size ? self->size * 2 : 4096;
-    self->data = mesh_realloc (self->data, self->size);
-}
-
-static void
-s_text_add (s_text_t *self, const char *bytes, size_t len)
-{
-    s_text_reserve (self, len);
-    memcpy (self->data + self->len, bytes, len);
-    self->len += len;
-    self->data[self->len] = '\0';
-}
-
-static void
-s_text_put (s_text_t *self, const char *text)
-{
-    s_text_add (self, text, strlen (text));
-}
-
-//  Length of the valid UTF-8 sequence at `text` (RFC 3629: no overlongs,
-//  no surrogates, at most U+10FFFF), or 0 when it is not one.
-static size_t
-s_utf8_length (const unsigned char *text)
-{
-    unsigned char lead = text[0];
-    size_t len = lead < 0xC2 ? 0 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : lead < 0xF5 ? 4 : 0;
-    for (size_t index = 1; index < len; index++)
-        if ((text[index] & 0xC0) != 0x80)
-            return 0;
-    if ((lead == 0xE0 && text[1] < 0xA0) || (lead == 0xED && text[1] > 0x9F) ||
-        (lead == 0xF0 && text[1] < 0x90) || (lead == 0xF4 && text[1] > 0x8F))
-        return 0;
-    return len;
-}
+//  request's CPU (docs/tracing.md, "Cost"). mesh_text is the buffer.
 
 //  `value` as a JSON string (RFC 8259): quotes, backslashes and control
 //  characters escaped; a byte that is not valid UTF-8 (a value cut to fit
 //  its field, or foreign input) becomes U+FFFD, so the body always parses.
 static void
-s_text_string (s_text_t *self, const char *value)
+s_text_string (mesh_text_t *self, const char *value)
 {
-    s_text_reserve (self, strlen (value) + 2);
-    s_text_add (self, "\"", 1);
+    mesh_text_append (self, "\"", 1);
     const unsigned char *at = (const unsigned char *)value;
     while (*at) {
         const unsigned char *run = at;
         while (*at >= 0x20 && *at < 0x80 && *at != '"' && *at != '\\')
             at++;
-        s_text_add (self, (const char *)run, (size_t)(at - run));
+        mesh_text_append (self, (const char *)run, (size_t)(at - run));
         if (!*at)
             break;
         if (*at >= 0x80) {
-            size_t len = s_utf8_length (at);
+            size_t len = mesh_utf8_length (at);
             if (len)
-                s_text_add (self, (const char *)at, len);
+                mesh_text_append (self, (const char *)at, len);
             else
-                s_text_put (self, "\\ufffd");
+                mesh_text_puts (self, "\\ufffd");
             at += len ? len : 1;
             continue;
         }
@@ -457,45 +410,45 @@ s_text_string (s_text_t *self, const char *value)
             snprintf (escape, sizeof escape, "\\%c", *at);
         else
             snprintf (escape, sizeof escape, "\\u%04x", *at);
-        s_text_put (self, escape);
+        mesh_text_puts (self, escape);
         at++;
     }
-    s_text_add (self, "\"", 1);
+    mesh_text_append (self, "\"", 1);
 }
 
 //  "key":"value" (the value escaped), with a leading comma unless `first`.
 static void
-s_text_field (s_text_t *self, bool first, const char *key, const char *value)
+s_text_field (mesh_text_t *self, bool first, const char *key, const char *value)
 {
     if (!first)
-        s_text_add (self, ",", 1);
+        mesh_text_append (self, ",", 1);
     s_text_string (self, key);
-    s_text_add (self, ":", 1);
+    mesh_text_append (self, ":", 1);
     s_text_string (self, value);
 }
 
 //  An OTLP KeyValue with a string value.
 static void
-s_text_string_kv (s_text_t *self, const char *key, const char *value)
+s_text_string_kv (mesh_text_t *self, const char *key, const char *value)
 {
-    s_text_add (self, "{", 1);
+    mesh_text_append (self, "{", 1);
     s_text_field (self, true, "key", key);
-    s_text_put (self, ",\"value\":{");
+    mesh_text_puts (self, ",\"value\":{");
     s_text_field (self, true, "stringValue", value);
-    s_text_add (self, "}}", 2);
+    mesh_text_append (self, "}}", 2);
 }
 
 //  One span as an OTLP JSON Span object: hex ids, integer enums, 64-bit
 //  integers as decimal strings.
 static void
-s_text_span (s_text_t *self, const mesh_span_record_t *span)
+s_text_span (mesh_text_t *self, const mesh_span_record_t *span)
 {
     char trace[MESH_TRACE_ID_HEX_SIZE], id[MESH_SPAN_ID_HEX_SIZE], parent[MESH_SPAN_ID_HEX_SIZE];
     char number[64];
     mesh_trace_hex (span->ctx.trace_id, 16, trace);
     mesh_trace_hex (span->ctx.span_id, 8, id);
     mesh_trace_hex (span->parent_span_id, 8, parent);
-    s_text_add (self, "{", 1);
+    mesh_text_append (self, "{", 1);
     s_text_field (self, true, "traceId", trace);
     s_text_field (self, false, "spanId", id);
     if (strcmp (parent, "0000000000000000") != 0)
@@ -503,45 +456,45 @@ s_text_span (s_text_t *self, const mesh_span_record_t *span)
     s_text_field (self, false, "name", span->name);
     snprintf (number, sizeof number, ",\"kind\":%d,\"flags\":%u", (int)span->kind,
               (unsigned)span->ctx.flags);
-    s_text_put (self, number);
+    mesh_text_puts (self, number);
     snprintf (number, sizeof number, "%" PRIu64, span->start_ns);
     s_text_field (self, false, "startTimeUnixNano", number);
     snprintf (number, sizeof number, "%" PRIu64, span->end_ns);
     s_text_field (self, false, "endTimeUnixNano", number);
-    s_text_put (self, ",\"attributes\":[");
+    mesh_text_puts (self, ",\"attributes\":[");
     for (size_t index = 0; index < span->attr_count; index++) {
         const mesh_span_attr_t *attr = &span->attrs[index];
         if (index)
-            s_text_add (self, ",", 1);
+            mesh_text_append (self, ",", 1);
         if (attr->is_int) {
             snprintf (number, sizeof number, "%" PRId64, attr->int_value);
-            s_text_add (self, "{", 1);
+            mesh_text_append (self, "{", 1);
             s_text_field (self, true, "key", attr->key);
-            s_text_put (self, ",\"value\":{");
+            mesh_text_puts (self, ",\"value\":{");
             s_text_field (self, true, "intValue", number);
-            s_text_add (self, "}}", 2);
+            mesh_text_append (self, "}}", 2);
         }
         else
             s_text_string_kv (self, attr->key, attr->string_value);
     }
-    s_text_add (self, "]", 1);
+    mesh_text_append (self, "]", 1);
     if (span->link_count) {
-        s_text_put (self, ",\"links\":[");
+        mesh_text_puts (self, ",\"links\":[");
         for (size_t index = 0; index < span->link_count; index++) {
             mesh_trace_hex (span->links[index].trace_id, 16, trace);
             mesh_trace_hex (span->links[index].span_id, 8, id);
-            s_text_put (self, index ? ",{" : "{");
+            mesh_text_puts (self, index ? ",{" : "{");
             s_text_field (self, true, "traceId", trace);
             s_text_field (self, false, "spanId", id);
-            s_text_add (self, "}", 1);
+            mesh_text_append (self, "}", 1);
         }
-        s_text_add (self, "]", 1);
+        mesh_text_append (self, "]", 1);
     }
     snprintf (number, sizeof number, ",\"status\":{\"code\":%d", (int)span->status);
-    s_text_put (self, number);
+    mesh_text_puts (self, number);
     if (span->status_message[0])
         s_text_field (self, false, "message", span->status_message);
-    s_text_add (self, "}}", 2);
+    mesh_text_append (self, "}}", 2);
 }
 
 //  --------------------------------------------------------------------------
@@ -550,23 +503,25 @@ mesh_trace_encode_json (const mesh_trace_config_t *config, const mesh_span_recor
                         size_t count)
 {
     assert (config && (spans || count == 0));
-    s_text_t text = {NULL, 0, 0};
-    s_text_reserve (&text, 512 + count * 1024);
-    s_text_put (&text, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    //  About 600 bytes a span: one allocation for most batches
+    mesh_text_t text = {NULL, 0, 0};
+    text.size = 1024 + count * 1024;
+    text.data = mesh_alloc (text.size);
+    mesh_text_puts (&text, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     for (size_t index = 0; index < config->resource_count; index++) {
         if (index)
-            s_text_add (&text, ",", 1);
+            mesh_text_append (&text, ",", 1);
         s_text_string_kv (&text, config->resource[index].key, config->resource[index].value);
     }
-    s_text_put (&text, "]},\"scopeSpans\":[{\"scope\":{");
+    mesh_text_puts (&text, "]},\"scopeSpans\":[{\"scope\":{");
     s_text_field (&text, true, "name", "zmesh");
     s_text_field (&text, false, "version", MESH_VERSION);
-    s_text_put (&text, "},\"spans\":[");
+    mesh_text_puts (&text, "},\"spans\":[");
     for (size_t index = 0; index < count; index++) {
         if (index)
-            s_text_add (&text, ",", 1);
+            mesh_text_append (&text, ",", 1);
         s_text_span (&text, spans[index]);
     }
-    s_text_put (&text, "]}]}]}");
+    mesh_text_puts (&text, "]}]}]}");
     return text.data;
 }
