@@ -181,3 +181,44 @@ Test (trace_mesh, a_sampled_out_request_exports_nothing)
     spans = otlp_test_wait (&s_otlp, "11111111111111111111111111111111", 1, 0);
     cr_assert_null (spans, "a sampled-out request exported spans");
 }
+
+Test (trace_mesh, one_get_is_one_trace_down_to_its_statement)
+{
+    if (!s_up)
+        cr_skip_test ("DATABASE_URL is not set");
+    //  A user to read, created under a trace of its own
+    mesh_test_http_response_t response =
+        mesh_test_http_do ("POST", mesh_test_mesh_url (&s_mesh, "/v1/users"),
+                           "{\"name\":\"Read\",\"email\":\"read@example.com\"}", NULL);
+    cr_assert_eq (response.status, 201, "%ld %s", response.status, response.body);
+    json_t *user = json_loads (response.body, 0, NULL);
+    mesh_test_http_response_free (&response);
+    cr_assert_not_null (user);
+    char path[96];
+    snprintf (path, sizeof path, "/v1/users/%s",
+              json_string_value (json_object_get (user, "id")));
+    json_decref (user);
+
+    //  The worker serves gets in batches (one pipeline): this one's user_find
+    //  span still hangs under this request's worker span
+    const char *headers[] = {"traceparent: 00-6bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                             NULL};
+    response = mesh_test_http_do ("GET", mesh_test_mesh_url (&s_mesh, path), NULL, headers);
+    cr_assert_eq (response.status, 200, "%ld %s", response.status, response.body);
+    mesh_test_http_response_free (&response);
+    static const char *const wanted[] = {
+        "mesh-gateway", "GET /v1/users/{id}", "mesh-gateway", "user/user.get",
+        "mesh-user",    "user/user.get",      "mesh-user",    "user_find",
+        NULL,
+    };
+    json_t *spans =
+        otlp_test_wait_spans (&s_otlp, "6bf92f3577b34da6a3ce929d0e0e4736", wanted, 20000);
+    cr_assert_not_null (spans, "the GET's trace did not arrive whole");
+    json_t *client = s_span (spans, "mesh-gateway", "user/user.get");
+    json_t *worker = s_span (spans, "mesh-user", "user/user.get");
+    json_t *find = s_span (spans, "mesh-user", "user_find");
+    cr_assert_str_eq (s_field (worker, "parentSpanId"), s_field (client, "spanId"));
+    cr_assert_str_eq (s_field (find, "parentSpanId"), s_field (worker, "spanId"));
+    cr_assert_str_eq (otlp_test_attr (find, "db.operation"), "SELECT");
+    json_decref (spans);
+}
