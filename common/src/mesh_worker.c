@@ -181,6 +181,18 @@ s_send_command (mesh_worker_t *self, mdp_command_t command)
     return mdp_send_parts (self->dealer, ZMQ_DONTWAIT, 3, parts, sizes);
 }
 
+//  Tell the broker this worker is leaving (our extension: READY with credit
+//  "0"): it sends nothing new and says DISCONNECT once every request it
+//  sent here is answered. Returns 0 or MESH_EIO.
+static int
+s_send_leaving (mesh_worker_t *self)
+{
+    unsigned char ready = MDP_READY;
+    const void *parts[] = { "", MDP_WORKER, &ready, self->service, "0" };
+    size_t sizes[] = { 0, strlen (MDP_WORKER), 1, strlen (self->service), 1 };
+    return mdp_send_parts (self->dealer, ZMQ_DONTWAIT, 5, parts, sizes)? MESH_EIO: 0;
+}
+
 //  Open a fresh socket to the broker and send READY (with credit > 1 as
 //  the fifth frame). Returns 0 or MESH_EIO.
 static int
@@ -497,6 +509,11 @@ s_serve (mesh_worker_t *self)
 {
     if (s_connect (self))
         return MESH_EIO;
+    //  On stop the worker first says it is leaving and answers what is
+    //  still on its way; it is gone when the broker says DISCONNECT, or at
+    //  this bound (a broker that is dead or does not know the extension),
+    //  or at a second stop request. 0: not leaving.
+    int64_t leave_by_ms = 0;
     while (true) {
         zmq_pollitem_t items[] = {
             { self->dealer, 0, ZMQ_POLLIN, 0 },
@@ -504,9 +521,21 @@ s_serve (mesh_worker_t *self)
         };
         int64_t now_ms = mesh_mono_ms ();
         int64_t wait_ms = self->heartbeat_at_ms - now_ms;
+        if (leave_by_ms && leave_by_ms - now_ms < wait_ms)
+            wait_ms = leave_by_ms - now_ms;
         if (zmq_poll (items, 2, (long) (wait_ms > 0? wait_ms: 0)) < 0 && errno != EINTR)
             return MESH_EIO;
+        bool leave_now = false;
         if ((items[1].revents & ZMQ_POLLIN) && s_stop_requested (self)) {
+            if (leave_by_ms || s_send_leaving (self))
+                leave_now = true;
+            else
+                leave_by_ms = mesh_mono_ms ()
+                            + (int64_t) self->cfg.heartbeat_ms * self->cfg.liveness;
+        }
+        if (leave_by_ms && mesh_mono_ms () >= leave_by_ms)
+            leave_now = true;
+        if (leave_now) {
             s_send_command (self, MDP_DISCONNECT);
             zmq_close (self->dealer);
             self->dealer = NULL;
@@ -517,6 +546,13 @@ s_serve (mesh_worker_t *self)
             int rc = s_drain (self);
             if (rc < 0)
                 return rc;
+            if (rc == 1 && leave_by_ms) {
+                //  The broker holds nothing more for us: gone
+                mesh_log_kv (MESH_LOG_INFO, "worker left", "service", self->service, NULL);
+                zmq_close (self->dealer);
+                self->dealer = NULL;
+                return 0;
+            }
             if (rc == 1) {
                 mesh_log_kv (MESH_LOG_INFO, "broker said DISCONNECT: registering again",
                              "service", self->service, NULL);
@@ -524,6 +560,11 @@ s_serve (mesh_worker_t *self)
             }
         }
         now_ms = mesh_mono_ms ();
+        if (leave_by_ms && (reconnect || now_ms >= self->broker_expiry_ms)) {
+            zmq_close (self->dealer);     //  Nobody left to hand work back to
+            self->dealer = NULL;
+            return 0;
+        }
         if (!reconnect && now_ms >= self->broker_expiry_ms) {
             mesh_log_kv (MESH_LOG_WARN, "broker silent: reconnecting", "service", self->service,
                          "broker", self->broker, NULL);

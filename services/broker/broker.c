@@ -357,11 +357,47 @@ s_on_client (broker_t *self, mdp_frames_t *frames)
     mesh_gauge_set (service->metrics->queue_depth, (double) service->queued);
 }
 
+//  DISCONNECT a leaving worker once it holds nothing.
+static void
+s_leave_when_idle (broker_t *self, broker_worker_t *worker)
+{
+    if (worker->leaving && worker->in_flight == 0) {
+        broker__send_command (self, &worker->identity, MDP_DISCONNECT);
+        broker__worker_delete (self, worker, "left");
+    }
+}
+
+//  A worker that is leaving: out of the ready list for good.
+static void
+s_worker_leaving (broker_t *self, broker_worker_t *worker)
+{
+    if (!worker->leaving) {
+        char hex[2 * BROKER_PEER_ID_MAX + 1], held[16];
+        broker__peer_id_hex (&worker->identity, hex, sizeof hex);
+        snprintf (held, sizeof held, "%d", worker->in_flight);
+        mesh_log_kv (MESH_LOG_INFO, "worker leaving", "service", worker->service->name,
+                     "worker", hex, "requests_held", held, NULL);
+    }
+    worker->leaving = true;
+    if (worker->listed)
+        broker__ready_remove (worker->service, worker);
+    s_leave_when_idle (self, worker);
+}
+
 //  READY: identity, "", MDPW01, 0x01, service [, credit]
 static void
 s_on_ready (broker_t *self, broker_peer_id_t *identity, broker_worker_t *known,
             mdp_frames_t *frames)
 {
+    //  Our extension: READY with credit "0" from a registered worker says it
+    //  is leaving (a rolling restart). It gets no new request; the ones it
+    //  holds it still answers, and once it holds none the broker says
+    //  DISCONNECT, so nothing it was sent is lost or answered twice.
+    if (known && frames->count == 6 && zmq_msg_size (&frames->frame[5]) == 1
+        && *(const char *) zmq_msg_data (&frames->frame[5]) == '0') {
+        s_worker_leaving (self, known);
+        return;
+    }
     if (known)                  //  Re-registration (same routing id): start over
         broker__worker_delete (self, known, "registered again");
     if (frames->count < 5 || frames->count > 6) {
@@ -451,6 +487,10 @@ s_on_reply (broker_t *self, broker_worker_t *worker, mdp_frames_t *frames)
         for (int index = 0; index < body_count; index++)
             zmq_msg_send (&body[index], self->router, index + 1 < body_count? ZMQ_SNDMORE: 0);
         mesh_counter_inc (service->metrics->replied);
+    }
+    if (worker->leaving) {
+        s_leave_when_idle (self, worker);
+        return;
     }
     //  The returned credit goes to the queue first, else back in line
     if (!worker->listed) {

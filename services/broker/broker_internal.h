@@ -60,6 +60,7 @@ typedef struct broker_worker_s {
     struct broker_worker_s *prev;    //  Ready list (spare credit), LRU order
     struct broker_worker_s *next;
     bool listed;                //  In the ready list
+    bool leaving;               //  Said it is leaving: nothing new, DISCONNECT once idle
 } broker_worker_t;
 
 //  A service: its ready workers and its queue.

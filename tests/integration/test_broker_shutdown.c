@@ -80,3 +80,58 @@ Test (broker_shutdown, worker_sigterm_unregisters_at_once)
     mesh_proc_destroy (&worker);
     mesh_test_broker_stop (&broker);
 }
+
+//  A rolling restart: SIGTERM to a worker under steady load. It says it is
+//  leaving, answers what it holds and what was already on its way, and the
+//  broker says DISCONNECT once it holds nothing: no request fails.
+Test (broker_shutdown, worker_sigterm_under_load_answers_everything_it_was_sent)
+{
+    enum { S_TOTAL = 600, S_WINDOW = 32, S_STOP_AFTER = 150 };
+    mesh_test_broker_t broker = { 0 };
+    const char *info[] = { "--log-level", "info", NULL };
+    cr_assert (mesh_test_broker_start (&broker, 1000, info));
+    mesh_proc_t *leaving = mesh_test_echo_worker (broker.endpoint, "echo", 8, 1000, info);
+    mesh_proc_t *staying = mesh_test_echo_worker (broker.endpoint, "echo", 8, 1000, NULL);
+    cr_assert (mesh_test_wait_workers (broker.endpoint, "echo", 2, 10000));
+
+    //  Each request takes 5 ms and the window is twice the workers' credit:
+    //  both always hold some, the broker queues the rest, and it sends more
+    //  to the worker the moment its replies come back, also when the
+    //  signal comes
+    mesh_client_t *client = mesh_client_new (NULL, broker.endpoint, NULL);
+    msgpack_sbuffer body;
+    mesh_test_pack_sleep (&body, 5);
+    mesh_call_t call = { .service = "echo", .method = "sleep", .body = body.data,
+                         .body_len = body.size, .timeout_ms = 20000 };
+    int sent = 0, answered = 0, failed = 0;
+    mesh_code_t first_failure = MESH_CODE_OK;
+    int64_t give_up_ms = mesh_mono_ms () + 40000;
+    while (answered < S_TOTAL && mesh_mono_ms () < give_up_ms) {
+        while (sent < S_TOTAL && sent - answered < S_WINDOW) {
+            cr_assert_eq (mesh_client_send (client, &call, NULL), 0);
+            sent++;
+        }
+        mesh_reply_t reply;
+        if (mesh_client_recv (client, &reply, 1000))
+            continue;
+        answered++;
+        if (reply.code != MESH_CODE_OK && failed++ == 0)
+            first_failure = reply.code;
+        if (answered == S_STOP_AFTER)
+            mesh_proc_signal (leaving, SIGTERM);
+    }
+    cr_assert_eq (answered, S_TOTAL, "only %d of %d requests answered", answered, S_TOTAL);
+    cr_assert_eq (failed, 0, "%d requests failed during the worker's stop, the first with %s",
+                  failed, mesh_code_name (first_failure));
+    int status = -1;
+    cr_assert (mesh_proc_wait_exit (leaving, 10000, &status), "the leaving worker did not exit");
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0, "worker exit status %d", status);
+    cr_assert (mesh_proc_wait_log (leaving, "worker left", 5000),
+               "the worker did not wait for the broker's DISCONNECT");
+    cr_assert (mesh_proc_wait_log (broker.proc, "worker leaving", 5000));
+    msgpack_sbuffer_destroy (&body);
+    mesh_client_destroy (&client);
+    mesh_proc_destroy (&staying);
+    mesh_proc_destroy (&leaving);
+    mesh_test_broker_stop (&broker);
+}
