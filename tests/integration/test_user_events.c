@@ -101,6 +101,19 @@ s_pack_user (msgpack_sbuffer *buffer, const char *name, const char *email)
     user_test_pack_strings (buffer, (const char *const[]) {"name", name, "email", email, NULL});
 }
 
+//  Wait until the relay has numbered `events` events, then expect seq
+//  1..events without gap.
+static void
+s_expect_numbered (long events)
+{
+    long numbered = 0;
+    for (int64_t until_ms = mesh_mono_ms () + 30000; mesh_mono_ms () < until_ms; usleep (20000))
+        if ((numbered = s_count ("SELECT count(*) FROM outbox WHERE seq IS NOT NULL")) == events)
+            break;
+    cr_assert_eq (numbered, events, "the relay numbered %ld of %ld events", numbered, events);
+    cr_expect_eq (s_count ("SELECT max(seq) FROM outbox"), events);
+}
+
 static int
 s_compare_ids (const void *left, const void *right)
 {
@@ -549,12 +562,7 @@ Test (user_events, batched_creates_answer_each_request)
     long transactions = s_count ("SELECT count(DISTINCT xmin::text) FROM users");
     cr_expect_lt (transactions, stored, "%ld transactions for %d users", transactions, stored);
     //  The relay numbers every event: seq 1..stored, no gap
-    long numbered = 0;
-    for (int64_t until_ms = mesh_mono_ms () + 30000; mesh_mono_ms () < until_ms; usleep (20000))
-        if ((numbered = s_count ("SELECT count(*) FROM outbox WHERE seq IS NOT NULL")) == stored)
-            break;
-    cr_assert_eq (numbered, stored, "the relay numbered %ld of %d events", numbered, stored);
-    cr_expect_eq (s_count ("SELECT max(seq) FROM outbox"), stored);
+    s_expect_numbered (stored);
 }
 
 //  --------------------------------------------------------------------------
@@ -692,10 +700,5 @@ Test (user_events, rolling_restart_fails_no_create)
     cr_assert_eq (failed, 0, "%d of %d creates failed across the rolling restart, the first: %s",
                   failed, sent, first_failure);
     cr_expect_eq (s_count ("SELECT count(*) FROM users"), sent);
-    long numbered = 0;
-    for (int64_t until_ms = mesh_mono_ms () + 30000; mesh_mono_ms () < until_ms; usleep (20000))
-        if ((numbered = s_count ("SELECT count(*) FROM outbox WHERE seq IS NOT NULL")) == sent)
-            break;
-    cr_assert_eq (numbered, sent, "the relay numbered %ld of %d events", numbered, sent);
-    cr_expect_eq (s_count ("SELECT max(seq) FROM outbox"), sent);
+    s_expect_numbered (sent);
 }
