@@ -13,6 +13,7 @@
     Run: scripts/fuzz fuzz_user_codec
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
+#include "fuzz_msgpack.h"
 #include "user_codec.h"
 #include "user_repo_memory.h"
 
@@ -57,14 +58,8 @@ s_check_reply (int rc, const msgpack_sbuffer *buffer, const char *message)
     if (rc == 0) {
         if (message[0])
             s_fail ("a success with a message");
-        msgpack_unpacked object;
-        msgpack_unpacked_init (&object);
-        size_t offset = 0;
-        if (msgpack_unpack_next (&object, buffer->data, buffer->size, &offset) !=
-                MSGPACK_UNPACK_SUCCESS ||
-            offset != buffer->size)
+        if (!fuzz_msgpack_one_object (buffer))
             s_fail ("a success that did not pack exactly one object");
-        msgpack_unpacked_destroy (&object);
     }
     else {
         if (buffer->size)

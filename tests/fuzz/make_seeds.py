@@ -62,17 +62,6 @@ write(d, 'list', b'\x01' + p({"user_id": UID, "type": "user.created", "limit": 1
 write(d, 'list-after-string', b'\x01' + p({"after": "2", "actor": "key:ops"}))
 write(d, 'list-nil', b'\x01' + p(None))
 d = os.path.join(root, 'fuzz_user_event')
-UID = "00000000-0000-4000-8000-000000000001"
-user = {"id": UID, "name": "Ada", "email": "ada@example.com",
-        "created_at": "2025-11-25T13:33:31.123Z", "updated_at": "2025-11-25T13:33:31.123Z"}
-def ev(seq, typ, actor=None, trace=None):
-    m = {"specversion": "1.0", "id": "0190d3c5-7a1e-4b2c-8d3e-%012d" % seq, "source": "/services/user",
-         "type": typ, "time": "2025-11-25T13:33:31.123Z", "subject": UID,
-         "datacontenttype": "application/msgpack", "data": user, "seq": seq}
-    if trace: m["trace"] = trace
-    if actor: m["actor"] = actor
-    return m
-T = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 write(d, 'user-created', p(ev(1, "user.created", "key:ops", T)))
 write(d, 'user-updated', p(ev(2, "user.updated")))
 write(d, 'user-deleted', p(ev(3, "user.deleted", "sub:alice")))
