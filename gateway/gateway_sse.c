@@ -270,7 +270,10 @@ gateway_sse_on_event (gateway_sse_t *self, const void *topic, size_t topic_len,
     uint64_t seq = 0;
     size_t len = 0;
     char *text = NULL;
-    if (msgpack_unpack_next (&unpacked, payload, payload_len, &offset) == MSGPACK_UNPACK_SUCCESS
+    //  Checked first: msgpack-c trusts container counts, so a few bytes on
+    //  the bus could make it allocate gigabytes (issue 13)
+    if (mesh_msgpack_check (payload, payload_len) == 0
+        && msgpack_unpack_next (&unpacked, payload, payload_len, &offset) == MSGPACK_UNPACK_SUCCESS
         && offset == payload_len)
         text = s_format (&unpacked.data, &seq, &len);
     msgpack_unpacked_destroy (&unpacked);
