@@ -414,12 +414,18 @@ s_take_token (gateway_request_t *request)
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info (request->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         const struct sockaddr *peer = info ? info->client_addr : NULL;
-        if (peer && peer->sa_family == AF_INET)
-            inet_ntop (AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, address,
-                       sizeof address);
-        else if (peer && peer->sa_family == AF_INET6)
-            inet_ntop (AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, address,
-                       sizeof address);
+        //  Copied out, not cast: a struct sockaddr promises less alignment
+        //  than the family's own struct
+        if (peer && peer->sa_family == AF_INET) {
+            struct sockaddr_in in4;
+            memcpy (&in4, peer, sizeof in4);
+            inet_ntop (AF_INET, &in4.sin_addr, address, sizeof address);
+        }
+        else if (peer && peer->sa_family == AF_INET6) {
+            struct sockaddr_in6 in6;
+            memcpy (&in6, peer, sizeof in6);
+            inet_ntop (AF_INET6, &in6.sin6_addr, address, sizeof address);
+        }
         snprintf (key, sizeof key, "ip:%s", address);
     }
     gateway_ratelimit_result_t result;
