@@ -546,18 +546,13 @@ s_serve (mesh_worker_t *self)
             int rc = s_drain (self);
             if (rc < 0)
                 return rc;
-            if (rc == 1 && leave_by_ms) {
-                //  The broker holds nothing more for us: gone
-                mesh_log_kv (MESH_LOG_INFO, "worker left", "service", self->service, NULL);
-                zmq_close (self->dealer);
-                self->dealer = NULL;
-                return 0;
-            }
-            if (rc == 1) {
-                mesh_log_kv (MESH_LOG_INFO, "broker said DISCONNECT: registering again",
+            //  DISCONNECT while leaving: the broker holds nothing more for
+            //  us, so we are gone (below); else register again
+            reconnect = rc == 1;
+            if (reconnect)
+                mesh_log_kv (MESH_LOG_INFO,
+                             leave_by_ms? "worker left": "broker said DISCONNECT: registering again",
                              "service", self->service, NULL);
-                reconnect = true;
-            }
         }
         now_ms = mesh_mono_ms ();
         if (leave_by_ms && (reconnect || now_ms >= self->broker_expiry_ms)) {
