@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 #  tests/fuzz/make_seeds.py - writes the seed corpora of fuzz_user_codec,
-#  fuzz_audit_codec and fuzz_user_event (tests/fuzz/corpus/NAME/).
+#  fuzz_audit_codec, fuzz_user_event and fuzz_gateway_body
+#  (tests/fuzz/corpus/NAME/).
 #  The messages are hand-written MessagePack in the shapes the user service
 #  packs (user_codec_pack_user, user_codec_pack_event) and clients send.
 #  A tiny packer, so no Python msgpack module is needed.
@@ -65,3 +66,30 @@ d = os.path.join(root, 'fuzz_user_event')
 write(d, 'user-created', p(ev(1, "user.created", "key:ops", T)))
 write(d, 'user-updated', p(ev(2, "user.updated")))
 write(d, 'user-deleted', p(ev(3, "user.deleted", "sub:alice")))
+d = os.path.join(root, 'fuzz_gateway_body')
+#  A route byte (0: POST /v1/users, 1: PATCH /v1/users/{id}), then the body
+POST, PATCH = b'\x00', b'\x01'
+write(d, 'create', POST + b'{"name": "Grace", "email": "grace@example.com"}')
+write(d, 'update', PATCH + b'{"name": "Ada L.", "email": "ada.l@example.com"}')
+write(d, 'update-id-in-body', PATCH + b'{"id": "00000000-0000-4000-8000-000000000009", "name": "A"}')
+write(d, 'update-unicode', PATCH + '{"name": "Zo\u00eb \\ud83d\\ude00 \u00e9\\n"}'.encode())
+write(d, 'values', POST + b'{"a": null, "b": true, "c": false, "d": -9223372036854775808,'
+      b' "e": 9223372036854775807, "f": 1.5e-300, "g": [], "h": {}, "i": ""}')
+write(d, 'empty', POST)
+write(d, 'empty-object', POST + b'{}')
+write(d, 'not-json', POST + b'name=Ada&email=ada@example.com')
+write(d, 'array', POST + b'[{"name": "Ada"}]')
+write(d, 'string', PATCH + b'"Ada"')
+write(d, 'duplicate-key', POST + b'{"name": "A", "name": "B"}')
+write(d, 'trailing', POST + b'{"name": "A"} {}')
+write(d, 'too-big-integer', POST + b'{"n": 9223372036854775808}')
+write(d, 'real-overflow', POST + b'{"n": 1e400}')
+write(d, 'nul-escape', POST + b'{"name": "A\\u0000B"}')
+write(d, 'nul-byte', POST + b'{"name": "A\x00B"}')
+write(d, 'bad-utf8', POST + b'{"name": "\xc3\x28"}')
+write(d, 'lone-surrogate', POST + b'{"name": "\\ud800"}')
+write(d, 'depth-32', POST + b'{"a":' + b'[' * 31 + b']' * 31 + b'}')
+write(d, 'depth-33', PATCH + b'{"a":' + b'[' * 32 + b']' * 32 + b'}')
+write(d, 'long-bad-escape', POST + b'{"name": "' + 'é'.encode() * 100 + b'\\q"}')
+#  Found by the fuzzer: jansson's error context ends inside a UTF-8 sequence
+write(d, 'cut-utf8-context', PATCH + '{"name": "Zoë \\ué\\n"}'.encode())
