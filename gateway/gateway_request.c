@@ -13,6 +13,7 @@
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "gateway_internal.h"
+#include "gateway_body.h"
 #include "gateway_openapi.h"
 #include "gateway_problem.h"
 #include "gateway_routes.h"
@@ -724,32 +725,6 @@ s_pack_json (gateway_request_t *request, const json_t *json)
     return mesh_json_to_msgpack (json, &packer, MESH_JSON_MAX_DEPTH);
 }
 
-//  The body as a JSON object, or NULL after answering the problem.
-static json_t *
-s_body_object (gateway_request_t *request, enum MHD_Result *result)
-{
-    if (request->body_len == 0) {
-        *result = s_fail (request, GATEWAY_PROBLEM_MALFORMED_JSON, "the request body is empty");
-        return NULL;
-    }
-    json_error_t error;
-    json_t *json = json_loadb (request->body, request->body_len, JSON_REJECT_DUPLICATES, &error);
-    if (!json) {
-        char detail[256];
-        snprintf (detail, sizeof detail, "invalid JSON at line %d, column %d: %s", error.line,
-                  error.column, error.text);
-        *result = s_fail (request, GATEWAY_PROBLEM_MALFORMED_JSON, detail);
-        return NULL;
-    }
-    if (!json_is_object (json)) {
-        json_decref (json);
-        *result = s_fail (request, GATEWAY_PROBLEM_INVALID_ARGUMENT,
-                          "field 'body' must be a JSON object");
-        return NULL;
-    }
-    return json;
-}
-
 //  Build the call for a list route's query. Returns false after answering.
 static bool
 s_build_list (gateway_request_t *request, enum MHD_Result *result)
@@ -820,27 +795,26 @@ s_build_call (gateway_request_t *request, enum MHD_Result *result)
         || (route == GATEWAY_ROUTE_USERS && !(request->method & GATEWAY_METHOD_POST)))
         return s_build_list (request, result);
     request->service = GATEWAY_SERVICE_USER;
-    json_t *body = NULL;
-    if (request->method & (GATEWAY_METHOD_POST | GATEWAY_METHOD_PATCH)) {
-        body = s_body_object (request, result);
-        if (!body)
-            return false;
-    }
-    else
-        body = json_object ();
-    if (route == GATEWAY_ROUTE_USER)
-        json_object_set_new (body, "id", json_string (request->id));   //  The path wins
     request->mesh_method = route == GATEWAY_ROUTE_USERS        ? "user.create"
                          : request->method == GATEWAY_METHOD_PATCH ? "user.update"
                          : request->method == GATEWAY_METHOD_DELETE ? "user.delete"
                                                                     : "user.get";
-    int rc = s_pack_json (request, body);
-    json_decref (body);
-    if (rc) {
-        *result = s_fail (request, GATEWAY_PROBLEM_MALFORMED_JSON,
-                          "the JSON is nested deeper than 32 levels");
-        return false;
+    const char *id = route == GATEWAY_ROUTE_USER? request->id: NULL;
+    if (request->method & (GATEWAY_METHOD_POST | GATEWAY_METHOD_PATCH)) {
+        gateway_problem_t kind;
+        char detail[GATEWAY_BODY_DETAIL_SIZE];
+        if (!gateway_body_pack (request->body, request->body_len, id, &request->packed, &kind,
+                                detail)) {
+            *result = s_fail (request, kind, detail);
+            return false;
+        }
+        return true;
     }
+    json_t *body = json_object ();
+    if (id)
+        json_object_set_new (body, "id", json_string (id));
+    s_pack_json (request, body);    //  A flat object: never too deep
+    json_decref (body);
     return true;
 }
 

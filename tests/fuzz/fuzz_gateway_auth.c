@@ -1,11 +1,13 @@
 /*  =========================================================================
     fuzz_gateway_auth - libFuzzer harness for the gateway's Authorization path
     Each input is tried three ways against one gateway_auth (an HS256
-    secret, an RSA public key, an API keys file): as the whole Authorization
-    header, as the credential after "Bearer ", and as the claims of a token
-    that the harness signs with the right HS256 secret, so the fuzzer also
-    reaches the claim checks behind a valid signature. Whatever comes in,
-    the outcome is one of the three, a refusal says why, and an accepted
+    secret, RSA and P-256 public keys, an API keys file): as the whole
+    Authorization header, as the credential after "Bearer ", and as the
+    claims of a token that the harness signs with the right HS256 secret, so
+    the fuzzer also reaches the claim checks behind a valid signature. The
+    keys are the fuzz-only ones of tests/fuzz/keys (FUZZ_KEYS_DIR), whose
+    private halves signed the seed tokens (make_seeds.py). Whatever comes
+    in, the outcome is one of the three, a refusal says why, and an accepted
     credential names an actor.
     Build (clang only): CC=clang cmake -S . -B build/fuzz -DMESH_FUZZ=ON
     Run: build/fuzz/bin/fuzz_gateway_auth -max_len=4096 [corpus-dir]
@@ -15,8 +17,6 @@
 
 #include <assert.h>
 #include <jwt.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +27,7 @@
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 static gateway_auth_t *s_auth;
-static const char s_secret[] = "fuzz-secret-fuzz-secret-fuzz-secret-0123";
+static char s_secret[128]; //  tests/fuzz/keys/hs256.secret, trimmed
 
 //  Write `text` to a fresh file under /tmp; its path into `path`.
 static void
@@ -41,29 +41,22 @@ s_write_temp (char *path, const char *text)
     fclose (file);
 }
 
-//  One gateway_auth for the whole run (the files are removed at once: it
-//  has read them, and never rereads JWT keys).
+//  One gateway_auth for the whole run, with the keys the seeds are signed
+//  with (the API keys file is removed at once: it has been read).
 static void
 s_init (void)
 {
-    char secret_path[64], public_path[64], keys_path[64], line[256], hash[65];
-    s_write_temp (secret_path, s_secret);
-    EVP_PKEY *rsa = EVP_RSA_gen (2048);
-    BIO *bio = BIO_new (BIO_s_mem ());
-    PEM_write_bio_PUBKEY (bio, rsa);
-    char *pem = NULL;
-    long len = BIO_get_mem_data (bio, &pem);
-    char *copy = strndup (pem, (size_t)len);
-    s_write_temp (public_path, copy);
-    free (copy);
-    BIO_free (bio);
-    EVP_PKEY_free (rsa);
+    FILE *file = fopen (FUZZ_KEYS_DIR "/hs256.secret", "r");
+    assert (file && fgets (s_secret, sizeof s_secret, file));
+    fclose (file);
+    s_secret[strcspn (s_secret, "\r\n")] = '\0';
+    char keys_path[64], line[256], hash[65];
     gateway_auth_key_hash ("zmk_fuzz", hash);
     snprintf (line, sizeof line, "fuzzer %s users:read\n", hash);
     s_write_temp (keys_path, line);
     gateway_auth_cfg_t cfg = {
-        .hs256_secret_files = secret_path,
-        .public_key_files = public_path,
+        .hs256_secret_files = FUZZ_KEYS_DIR "/hs256.secret",
+        .public_key_files = FUZZ_KEYS_DIR "/rsa.pub.pem," FUZZ_KEYS_DIR "/ec.pub.pem",
         .issuer = "iss",
         .audience = "aud",
         .leeway_s = 30,
@@ -75,8 +68,6 @@ s_init (void)
     if (!s_auth)
         fprintf (stderr, "fuzz_gateway_auth: %s\n", error);
     assert (s_auth);
-    unlink (secret_path);
-    unlink (public_path);
     unlink (keys_path);
 }
 

@@ -1,13 +1,16 @@
 /*  =========================================================================
     test_gateway - the gateway's pure modules: routes, problem+json, ids
     The route table (templates are the metrics labels), the mesh code to
-    HTTP status mapping of DESIGN.md, problem bodies, request ids and W3C
-    traceparent handling. No sockets, no processes.
+    HTTP status mapping of DESIGN.md, problem bodies, request ids, W3C
+    traceparent handling and JSON request bodies. No sockets, no processes.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
+#include "gateway_body.h"
 #include "gateway_problem.h"
 #include "gateway_routes.h"
 #include "gateway_trace.h"
+
+#include "mesh/mesh_json.h"
 
 #include <criterion/criterion.h>
 #include <string.h>
@@ -160,5 +163,74 @@ Test (gateway_trace, traceparent_keeps_a_valid_trace_and_starts_one_otherwise)
         cr_assert_eq (strlen (out), 55);
         cr_assert_eq (strncmp (out, "00-", 3), 0);
         cr_assert_str_eq (out + 52, "-01");
+    }
+}
+
+//  The body packed by gateway_body_pack, read back as JSON text.
+static char *
+s_packed_text (const msgpack_sbuffer *packed)
+{
+    msgpack_unpacked object;
+    msgpack_unpacked_init (&object);
+    size_t offset = 0;
+    cr_assert_eq (msgpack_unpack_next (&object, packed->data, packed->size, &offset),
+                  MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq (offset, packed->size, "one object, nothing after it");
+    json_t *json = mesh_msgpack_to_json (&object.data, MESH_JSON_MAX_DEPTH);
+    msgpack_unpacked_destroy (&object);
+    cr_assert_not_null (json);
+    char *text = json_dumps (json, JSON_COMPACT);
+    json_decref (json);
+    return text;
+}
+
+Test (gateway_body, packs_the_object_and_the_path_id_wins)
+{
+    msgpack_sbuffer packed;
+    msgpack_sbuffer_init (&packed);
+    gateway_problem_t kind;
+    char detail[GATEWAY_BODY_DETAIL_SIZE];
+    static const char body[] = "{\"id\": \"x\", \"name\": \"Ada\"}";
+    cr_assert (gateway_body_pack (body, strlen (body), "00000000-0000-4000-8000-000000000001",
+                                  &packed, &kind, detail));
+    char *text = s_packed_text (&packed);
+    cr_assert_str_eq (text, "{\"id\":\"00000000-0000-4000-8000-000000000001\",\"name\":\"Ada\"}");
+    free (text);
+    msgpack_sbuffer_destroy (&packed);
+}
+
+Test (gateway_body, refusals_pack_nothing_and_say_why)
+{
+    struct {
+        const char *body;
+        gateway_problem_t kind;
+        const char *detail;
+    } cases[] = {
+        {"", GATEWAY_PROBLEM_MALFORMED_JSON, "the request body is empty"},
+        {"[1]", GATEWAY_PROBLEM_INVALID_ARGUMENT, "field 'body' must be a JSON object"},
+        {"{\"a\": 1, \"a\": 2}", GATEWAY_PROBLEM_MALFORMED_JSON,
+         "invalid JSON at line 1, column 12: duplicate object key near '\"a\"'"},
+        //  33 levels: one over MESH_JSON_MAX_DEPTH, after some members packed
+        {"{\"b\": 1, \"a\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+         GATEWAY_PROBLEM_MALFORMED_JSON, "the JSON is nested deeper than 32 levels"},
+        //  Found by fuzz_gateway_body: jansson's context ends inside "\xc3\xa9"
+        {"{\"name\": \"Zo\xc3\xab \\u\xc3\xa9\\n\"}", GATEWAY_PROBLEM_MALFORMED_JSON,
+         "invalid JSON at line 1, column 17: invalid escape near '\"Zo\xc3\xab \\u?'"},
+    };
+    for (size_t index = 0; index < sizeof cases / sizeof cases[0]; index++) {
+        msgpack_sbuffer packed;
+        msgpack_sbuffer_init (&packed);
+        gateway_problem_t kind = GATEWAY_PROBLEM_COUNT_;
+        char detail[GATEWAY_BODY_DETAIL_SIZE];
+        cr_assert_not (gateway_body_pack (cases[index].body, strlen (cases[index].body), NULL,
+                                          &packed, &kind, detail), "case %zu", index);
+        cr_assert_eq (packed.size, 0, "case %zu", index);
+        cr_assert_eq (kind, cases[index].kind, "case %zu", index);
+        cr_assert_str_eq (detail, cases[index].detail, "case %zu", index);
+        //  The whole detail reaches the problem body (it is UTF-8)
+        json_t *problem = gateway_problem_new (kind, detail, NULL);
+        cr_assert_str_eq (json_string_value (json_object_get (problem, "detail")), detail);
+        json_decref (problem);
+        msgpack_sbuffer_destroy (&packed);
     }
 }
