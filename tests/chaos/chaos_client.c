@@ -19,21 +19,21 @@
 #include <strings.h>
 #include <time.h>
 
-#define S_OP_BUDGET_MS 20000    //  One operation's retries end after this
-#define S_ATTEMPT_TIMEOUT_MS 8000   //  The gateway's deadline is 5 s
+#define S_OP_BUDGET_MS 20000      //  One operation's retries end after this
+#define S_ATTEMPT_TIMEOUT_MS 8000 //  The gateway's deadline is 5 s
 #define S_BACKOFF_FIRST_MS 100
 #define S_BACKOFF_MAX_MS 1000
-#define S_LIVE_USERS 24         //  A client creates less once it has this many
+#define S_LIVE_USERS 24 //  A client creates less once it has this many
 #define S_BODY_MAX 65536
 
-static const char *const s_kind_names[CHAOS_KINDS]
-    = { "create", "create_invalid", "create_duplicate", "get", "update", "update_duplicate",
-        "delete", "list" };
+static const char *const s_kind_names[CHAOS_KINDS] = {
+    "create", "create_invalid",   "create_duplicate", "get",
+    "update", "update_duplicate", "delete",           "list"};
 
 const char *
 chaos_kind_name (chaos_kind_t kind)
 {
-    return kind < CHAOS_KINDS? s_kind_names[kind]: "?";
+    return kind < CHAOS_KINDS ? s_kind_names[kind] : "?";
 }
 
 const char *
@@ -53,7 +53,7 @@ s_grow (void *items, size_t count, size_t *capacity, size_t item_size)
     *capacity = *capacity ? *capacity * 2 : 256;
     void *grown = realloc (items, *capacity * item_size);
     if (!grown)
-        abort ();               //  Out of memory in a test tool: nothing to save
+        abort (); //  Out of memory in a test tool: nothing to save
     return grown;
 }
 
@@ -62,7 +62,7 @@ s_sleep_ms (int64_t ms)
 {
     if (ms <= 0)
         return;
-    struct timespec pause = { (time_t) (ms / 1000), (long) (ms % 1000) * 1000000L };
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep (&pause, NULL);
 }
 
@@ -81,7 +81,7 @@ s_random (uint64_t *state)
 static double
 s_uniform (uint64_t *state)
 {
-    return (double) (s_random (state) >> 11) / (double) (1ULL << 53);
+    return (double)(s_random (state) >> 11) / (double)(1ULL << 53);
 }
 
 //  --------------------------------------------------------------------------
@@ -156,7 +156,7 @@ s_http (s_http_t *http, const char *method, const char *url, const char *body,
     curl_easy_setopt (curl, CURLOPT_HEADERDATA, http);
     if (body) {
         curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE, (long) strlen (body));
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE, (long)strlen (body));
     }
     long status = 0;
     if (curl_easy_perform (curl) == CURLE_OK)
@@ -188,7 +188,7 @@ typedef struct {
     int64_t last_seq;
     char line[4096];
     size_t line_size;
-    int64_t pending_id;         //  id: of the event being read, -1 none
+    int64_t pending_id; //  id: of the event being read, -1 none
     pthread_t thread;
     bool started;
     atomic_bool stop;
@@ -220,8 +220,8 @@ chaos_clients_new (const char *base, const char *const *tokens, size_t count, do
         s_client_t *client = &self->clients[index];
         client->owner = self;
         client->index = index;
-        snprintf (client->authorization, sizeof client->authorization,
-                  "Authorization: Bearer %s", tokens[index]);
+        snprintf (client->authorization, sizeof client->authorization, "Authorization: Bearer %s",
+                  tokens[index]);
         //  Distinct, never-zero streams per client
         client->random = (seed + 1) * 0x9E3779B97F4A7C15ULL + index * 0xBF58476D1CE4E5B9ULL;
         if (!client->random)
@@ -237,12 +237,13 @@ chaos_clients_new (const char *base, const char *const *tokens, size_t count, do
 
 //  Record one attempt's answer in the ledger.
 static void
-s_record_attempt (s_client_t *client, chaos_op_t *op, int64_t start_ms, long status, bool retry_after)
+s_record_attempt (s_client_t *client, chaos_op_t *op, int64_t start_ms, long status,
+                  bool retry_after)
 {
     chaos_ledger_t *ledger = &client->ledger;
-    ledger->attempts = s_grow (ledger->attempts, ledger->attempt_count,
-                               &client->attempt_capacity, sizeof (chaos_attempt_t));
-    ledger->attempts[ledger->attempt_count++] = (chaos_attempt_t) {
+    ledger->attempts = s_grow (ledger->attempts, ledger->attempt_count, &client->attempt_capacity,
+                               sizeof (chaos_attempt_t));
+    ledger->attempts[ledger->attempt_count++] = (chaos_attempt_t){
         .start_ms = start_ms - client->owner->epoch_ms,
         .end_ms = mesh_mono_ms () - client->owner->epoch_ms,
         .status = status,
@@ -256,8 +257,8 @@ s_record_attempt (s_client_t *client, chaos_op_t *op, int64_t start_ms, long sta
 static bool
 s_retryable (long status)
 {
-    return status == 0 || status == 429 || status == 500 || status == 502 || status == 503
-           || status == 504;
+    return status == 0 || status == 429 || status == 500 || status == 502 || status == 503 ||
+           status == 504;
 }
 
 //  Perform `op` with retries: the same request (and key) until an answer
@@ -270,7 +271,7 @@ s_perform (s_client_t *client, chaos_op_t *op, const char *method, const char *p
     snprintf (url, sizeof url, "%s%s", client->owner->base, path);
     char key_header[80];
     char request_id[80];
-    const char *headers[4] = { client->authorization, NULL, NULL, NULL };
+    const char *headers[4] = {client->authorization, NULL, NULL, NULL};
     size_t header_count = 1;
     if (*op->key) {
         snprintf (key_header, sizeof key_header, "Idempotency-Key: %s", op->key);
@@ -298,7 +299,7 @@ s_perform (s_client_t *client, chaos_op_t *op, const char *method, const char *p
         }
         if (status != 429)
             maybe_applied = true;
-        int64_t wait = backoff + (int64_t) (s_uniform (&client->random) * (double) backoff);
+        int64_t wait = backoff + (int64_t)(s_uniform (&client->random) * (double)backoff);
         if (client->http.retry_after && client->http.retry_after_s > 0)
             wait = client->http.retry_after_s * 1000;
         backoff = backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : backoff * 2;
@@ -312,8 +313,8 @@ s_perform (s_client_t *client, chaos_op_t *op, const char *method, const char *p
 
 //  The user object of an answer: its id, name and email.
 static bool
-s_parse_user (const char *text, char *id, size_t id_size, char *name, size_t name_size,
-              char *email, size_t email_size)
+s_parse_user (const char *text, char *id, size_t id_size, char *name, size_t name_size, char *email,
+              size_t email_size)
 {
     json_t *root = json_loads (text, 0, NULL);
     const char *got_id = json_string_value (json_object_get (root, "id"));
@@ -337,11 +338,11 @@ s_pick_user (s_client_t *client, const chaos_user_t *except)
     chaos_ledger_t *ledger = &client->ledger;
     size_t live = 0;
     for (size_t index = 0; index < ledger->user_count; index++)
-        live += !ledger->users[index].deleted && !ledger->users[index].pending
-                && &ledger->users[index] != except;
+        live += !ledger->users[index].deleted && !ledger->users[index].pending &&
+                &ledger->users[index] != except;
     if (live == 0)
         return NULL;
-    size_t pick = (size_t) (s_random (&client->random) % live);
+    size_t pick = (size_t)(s_random (&client->random) % live);
     for (size_t index = 0; index < ledger->user_count; index++) {
         chaos_user_t *user = &ledger->users[index];
         if (user->deleted || user->pending || user == except)
@@ -441,7 +442,7 @@ s_operate (s_client_t *client, uint64_t number)
             if (other)
                 snprintf (op->email, sizeof op->email, "%s", other->email);
             else if (number % 2)
-                snprintf (op->email, sizeof op->email, "%s", user->email);  //  Name only
+                snprintf (op->email, sizeof op->email, "%s", user->email); //  Name only
             if (!other && number % 2)
                 snprintf (body, sizeof body, "{\"name\":\"%s\"}", op->name);
             else
@@ -459,9 +460,8 @@ s_operate (s_client_t *client, uint64_t number)
 
     //  What the answer means for the client's users
     char id[40], name[48], email[80];
-    if (op->kind == CHAOS_CREATE && op->result == CHAOS_OK
-        && s_parse_user (client->http.body, id, sizeof id, name, sizeof name, email,
-                         sizeof email)) {
+    if (op->kind == CHAOS_CREATE && op->result == CHAOS_OK &&
+        s_parse_user (client->http.body, id, sizeof id, name, sizeof name, email, sizeof email)) {
         ledger->users = s_grow (ledger->users, ledger->user_count, &client->user_capacity,
                                 sizeof (chaos_user_t));
         chaos_user_t *created = &ledger->users[ledger->user_count++];
@@ -474,23 +474,23 @@ s_operate (s_client_t *client, uint64_t number)
     if (!user)
         return;
     if (op->kind == CHAOS_GET && op->result == CHAOS_OK) {
-        op->stale_read = !s_parse_user (client->http.body, id, sizeof id, name, sizeof name,
-                                        email, sizeof email)
-                         || strcmp (name, user->name) || strcmp (email, user->email);
+        op->stale_read = !s_parse_user (client->http.body, id, sizeof id, name, sizeof name, email,
+                                        sizeof email) ||
+                         strcmp (name, user->name) || strcmp (email, user->email);
     }
     else if (op->kind == CHAOS_GET && op->result == CHAOS_FAILED)
-        op->stale_read = op->status == 404;    //  A live, acknowledged user not found
-    else if (op->kind == CHAOS_UPDATE && op->result == CHAOS_OK
-             && s_parse_user (client->http.body, id, sizeof id, name, sizeof name, email,
-                              sizeof email)) {
+        op->stale_read = op->status == 404; //  A live, acknowledged user not found
+    else if (op->kind == CHAOS_UPDATE && op->result == CHAOS_OK &&
+             s_parse_user (client->http.body, id, sizeof id, name, sizeof name, email,
+                           sizeof email)) {
         snprintf (user->name, sizeof user->name, "%s", name);
         snprintf (user->email, sizeof user->email, "%s", email);
         user->updates_ok++;
     }
     else if (op->kind == CHAOS_DELETE && op->result == CHAOS_OK)
         user->deleted = true;
-    else if ((op->kind == CHAOS_UPDATE || op->kind == CHAOS_DELETE)
-             && op->result == CHAOS_UNKNOWN) {
+    else if ((op->kind == CHAOS_UPDATE || op->kind == CHAOS_DELETE) &&
+             op->result == CHAOS_UNKNOWN) {
         user->pending = true;
         user->pending_kind = op->kind;
         snprintf (user->pending_name, sizeof user->pending_name, "%s", op->name);
@@ -504,18 +504,18 @@ s_client_run (void *arg)
     s_client_t *client = arg;
     double period_ms = 1000.0 / client->owner->rate;
     //  Spread the clients' first operations over one period
-    double next = (double) mesh_mono_ms () + period_ms * (double) client->index
-                                                 / (double) client->owner->count;
+    double next =
+        (double)mesh_mono_ms () + period_ms * (double)client->index / (double)client->owner->count;
     uint64_t number = 0;
     while (!atomic_load (&client->owner->stop)) {
-        s_sleep_ms ((int64_t) next - mesh_mono_ms ());
+        s_sleep_ms ((int64_t)next - mesh_mono_ms ());
         if (atomic_load (&client->owner->stop))
             break;
         s_operate (client, ++number);
         next += period_ms;
         //  Behind after a slow operation: go on at the pace, no catch-up rush
-        if (next < (double) mesh_mono_ms ())
-            next = (double) mesh_mono_ms ();
+        if (next < (double)mesh_mono_ms ())
+            next = (double)mesh_mono_ms ();
     }
     return NULL;
 }
@@ -531,8 +531,8 @@ s_reader_line (s_reader_t *reader)
         //  A blank line ends an event: only a whole event counts as seen
         if (reader->pending_id > 0) {
             pthread_mutex_lock (&reader->lock);
-            reader->seqs = s_grow (reader->seqs, reader->count, &reader->capacity,
-                                   sizeof (int64_t));
+            reader->seqs =
+                s_grow (reader->seqs, reader->count, &reader->capacity, sizeof (int64_t));
             reader->seqs[reader->count++] = reader->pending_id;
             reader->last_seq = reader->pending_id;
             pthread_mutex_unlock (&reader->lock);
@@ -563,7 +563,7 @@ static int
 s_reader_progress (void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                    curl_off_t ulnow)
 {
-    (void) dltotal, (void) dlnow, (void) ultotal, (void) ulnow;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
     s_reader_t *reader = arg;
     return atomic_load (&reader->stop) ? 1 : 0;
 }
@@ -705,11 +705,11 @@ chaos_clients_write_ledger (const chaos_clients_t *self, const char *path)
                     statuses, json_integer (ledger->attempts[op->first_attempt + attempt].status));
             json_t *line = json_pack (
                 "{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:o, s:b}", "client",
-                (json_int_t) index, "op", (json_int_t) op->number, "kind",
-                chaos_kind_name (op->kind), "result", chaos_result_name (op->result), "user",
-                op->user_id, "key", op->key, "name", op->name, "email", op->email, "start_ms",
-                (json_int_t) first->start_ms, "end_ms", (json_int_t) last->end_ms, "statuses",
-                statuses, "stale_read", op->stale_read);
+                (json_int_t)index, "op", (json_int_t)op->number, "kind", chaos_kind_name (op->kind),
+                "result", chaos_result_name (op->result), "user", op->user_id, "key", op->key,
+                "name", op->name, "email", op->email, "start_ms", (json_int_t)first->start_ms,
+                "end_ms", (json_int_t)last->end_ms, "statuses", statuses, "stale_read",
+                op->stale_read);
             char *text = line ? json_dumps (line, JSON_COMPACT) : NULL;
             if (text)
                 fprintf (file, "%s\n", text);
@@ -764,30 +764,30 @@ static void *
 s_burst_run (void *arg)
 {
     s_burster_t *burster = arg;
-    const char *headers[] = { burster->authorization, NULL };
-    double next = (double) mesh_mono_ms ();
+    const char *headers[] = {burster->authorization, NULL};
+    double next = (double)mesh_mono_ms ();
     while (mesh_mono_ms () < burster->until_ms) {
-        s_sleep_ms ((int64_t) next - mesh_mono_ms ());
+        s_sleep_ms ((int64_t)next - mesh_mono_ms ());
         int64_t start = mesh_mono_ms ();
         long status = s_http (&burster->http, "GET", burster->url, NULL, headers, 10000);
         burster->attempts = s_grow (burster->attempts, burster->count, &burster->capacity,
                                     sizeof (chaos_attempt_t));
-        burster->attempts[burster->count++] = (chaos_attempt_t) {
+        burster->attempts[burster->count++] = (chaos_attempt_t){
             .start_ms = start - burster->epoch_ms,
             .end_ms = mesh_mono_ms () - burster->epoch_ms,
             .status = status,
             .retry_after = burster->http.retry_after,
         };
         next += burster->period_ms;
-        if (next < (double) mesh_mono_ms ())
-            next = (double) mesh_mono_ms ();
+        if (next < (double)mesh_mono_ms ())
+            next = (double)mesh_mono_ms ();
     }
     return NULL;
 }
 
 bool
-chaos_burst_run (const char *base, const char *token, size_t threads, double rate,
-                 int duration_ms, int64_t epoch_ms, chaos_attempt_t **attempts, size_t *count)
+chaos_burst_run (const char *base, const char *token, size_t threads, double rate, int duration_ms,
+                 int64_t epoch_ms, chaos_attempt_t **attempts, size_t *count)
 {
     s_burster_t *bursters = mesh_alloc (threads * sizeof (s_burster_t));
     int64_t until = mesh_mono_ms () + duration_ms;
@@ -795,14 +795,13 @@ chaos_burst_run (const char *base, const char *token, size_t threads, double rat
     for (size_t index = 0; index < threads; index++) {
         s_burster_t *burster = &bursters[index];
         snprintf (burster->url, sizeof burster->url, "%s/v1/users?limit=1", base);
-        snprintf (burster->authorization, sizeof burster->authorization,
-                  "Authorization: Bearer %s", token);
-        burster->period_ms = 1000.0 * (double) threads / rate;
+        snprintf (burster->authorization, sizeof burster->authorization, "Authorization: Bearer %s",
+                  token);
+        burster->period_ms = 1000.0 * (double)threads / rate;
         burster->until_ms = until;
         burster->epoch_ms = epoch_ms;
         if (s_http_init (&burster->http))
-            burster->started
-                = pthread_create (&burster->thread, NULL, s_burst_run, burster) == 0;
+            burster->started = pthread_create (&burster->thread, NULL, s_burst_run, burster) == 0;
         ok = ok && burster->started;
     }
     size_t total = 0;

@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define S_READY_MS 30000        //  Bound on one process becoming ready
-#define S_SAMPLE_MS 250         //  RSS sampling interval
+#define S_READY_MS 30000 //  Bound on one process becoming ready
+#define S_SAMPLE_MS 250  //  RSS sampling interval
 #define S_PATH 512
 
 struct chaos_mesh_s {
@@ -38,14 +38,14 @@ struct chaos_mesh_s {
     pthread_t sampler;
 };
 
-static const char *const s_names[CHAOS_ROLES]
-    = { "mesh-broker", "mesh-user-0", "mesh-user-1", "mesh-audit", "mesh-gateway" };
+static const char *const s_names[CHAOS_ROLES] = {"mesh-broker", "mesh-user-0", "mesh-user-1",
+                                                 "mesh-audit", "mesh-gateway"};
 
 //  --------------------------------------------------------------------------
 const char *
 chaos_role_name (chaos_role_t role)
 {
-    return role < CHAOS_ROLES? s_names[role]: "?";
+    return role < CHAOS_ROLES ? s_names[role] : "?";
 }
 
 //  --------------------------------------------------------------------------
@@ -58,8 +58,8 @@ chaos_mesh_new (const chaos_mesh_config_t *config)
     snprintf (self->database_url, sizeof self->database_url, "%s", config->database_url);
     self->config.keys_dir = self->keys_dir;
     self->config.database_url = self->database_url;
-    int *ports[] = { &self->broker_port, &self->xsub_port, &self->xpub_port,
-                     &self->admin_port, &self->audit_admin_port, &self->http_port };
+    int *ports[] = {&self->broker_port, &self->xsub_port,        &self->xpub_port,
+                    &self->admin_port,  &self->audit_admin_port, &self->http_port};
     for (size_t index = 0; index < sizeof ports / sizeof ports[0]; index++) {
         *ports[index] = mesh_test_free_port ();
         if (*ports[index] <= 0) {
@@ -84,7 +84,7 @@ static long
 s_rss_kb (pid_t pid)
 {
     char path[64];
-    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    snprintf (path, sizeof path, "/proc/%d/status", (int)pid);
     FILE *file = fopen (path, "r");
     if (!file)
         return -1;
@@ -123,7 +123,7 @@ s_sampler (void *arg)
         pthread_mutex_unlock (&self->lock);
         if (!sampling)
             return NULL;
-        struct timespec pause = { 0, S_SAMPLE_MS * 1000000L };
+        struct timespec pause = {0, S_SAMPLE_MS * 1000000L};
         nanosleep (&pause, NULL);
     }
 }
@@ -150,7 +150,7 @@ s_body_write (char *data, size_t size, size_t count, void *arg)
     s_body_t *body = arg;
     size_t bytes = size * count;
     size_t room = sizeof body->text - 1 - body->size;
-    size_t take = bytes < room? bytes: room;
+    size_t take = bytes < room ? bytes : room;
     memcpy (body->text + body->size, data, take);
     body->size += take;
     body->text[body->size] = '\0';
@@ -229,8 +229,8 @@ s_argv (const chaos_mesh_t *self, chaos_role_t role, const char *argv[32], char 
         argv[count++] = text[row++];                                                               \
     } while (0)
     const char *keys = self->keys_dir;
-    const char *binary = role == CHAOS_BROKER ? "mesh-broker"
-                         : role == CHAOS_AUDIT ? "mesh-audit"
+    const char *binary = role == CHAOS_BROKER    ? "mesh-broker"
+                         : role == CHAOS_AUDIT   ? "mesh-audit"
                          : role == CHAOS_GATEWAY ? "mesh-gateway"
                                                  : "mesh-user";
     mesh_test_bin (binary, text[row], S_PATH);
@@ -246,7 +246,9 @@ s_argv (const chaos_mesh_t *self, chaos_role_t role, const char *argv[32], char 
         S_ARG ("--curve-allow=%s/allow", keys);
     }
     else {
-        const char *key = role == CHAOS_AUDIT ? "audit" : role == CHAOS_GATEWAY ? "gateway" : "user";
+        const char *key = role == CHAOS_AUDIT     ? "audit"
+                          : role == CHAOS_GATEWAY ? "gateway"
+                                                  : "user";
         S_ARG ("--broker=tcp://127.0.0.1:%d", self->broker_port);
         S_ARG ("--curve-cert=%s/%s.key_secret", keys, key);
         S_ARG ("--curve-server-cert=%s/broker.key", keys);
@@ -284,7 +286,7 @@ chaos_mesh_start_role (chaos_mesh_t *self, chaos_role_t role, char *why, size_t 
     s_argv (self, role, argv, text);
     char database[S_PATH + 16];
     snprintf (database, sizeof database, "DATABASE_URL=%s", self->database_url);
-    const char *env[] = { database, NULL };
+    const char *env[] = {database, NULL};
     bool user = role == CHAOS_USER_0 || role == CHAOS_USER_1;
     size_t registered_before = user ? s_user_registrations (self) : 0;
     mesh_proc_t *proc = mesh_proc_start (argv, env);
@@ -299,8 +301,8 @@ chaos_mesh_start_role (chaos_mesh_t *self, chaos_role_t role, char *why, size_t 
     pthread_mutex_unlock (&self->lock);
     mesh_proc_destroy (&old);
 
-    const char *ready = role == CHAOS_BROKER ? "broker serving"
-                        : role == CHAOS_AUDIT ? "audit service ready"
+    const char *ready = role == CHAOS_BROKER    ? "broker serving"
+                        : role == CHAOS_AUDIT   ? "audit service ready"
                         : role == CHAOS_GATEWAY ? "gateway serving"
                                                 : "user service ready";
     if (!mesh_proc_wait_log (proc, ready, S_READY_MS)) {
@@ -317,7 +319,7 @@ chaos_mesh_start_role (chaos_mesh_t *self, chaos_role_t role, char *why, size_t 
                       S_READY_MS);
             return false;
         }
-        struct timespec pause = { 0, 20 * 1000000L };
+        struct timespec pause = {0, 20 * 1000000L};
         nanosleep (&pause, NULL);
     }
     return true;
@@ -327,8 +329,8 @@ chaos_mesh_start_role (chaos_mesh_t *self, chaos_role_t role, char *why, size_t 
 bool
 chaos_mesh_start (chaos_mesh_t *self, char *why, size_t size)
 {
-    static const chaos_role_t order[]
-        = { CHAOS_BROKER, CHAOS_USER_0, CHAOS_USER_1, CHAOS_AUDIT, CHAOS_GATEWAY };
+    static const chaos_role_t order[] = {CHAOS_BROKER, CHAOS_USER_0, CHAOS_USER_1, CHAOS_AUDIT,
+                                         CHAOS_GATEWAY};
     for (size_t index = 0; index < sizeof order / sizeof order[0]; index++)
         if (!chaos_mesh_start_role (self, order[index], why, size))
             return false;
@@ -399,6 +401,34 @@ chaos_mesh_log_tail (chaos_mesh_t *self, chaos_role_t role, char *buffer, size_t
 }
 
 //  --------------------------------------------------------------------------
+size_t
+chaos_mesh_stop_all (chaos_mesh_t *self, char *report, size_t size)
+{
+    //  The order of scripts/run: the gateway drains HTTP first, the broker
+    //  goes last
+    static const chaos_role_t order[] = {CHAOS_GATEWAY, CHAOS_AUDIT, CHAOS_USER_0, CHAOS_USER_1,
+                                         CHAOS_BROKER};
+    size_t unclean = 0, length = 0;
+    report[0] = '\0';
+    for (size_t index = 0; index < sizeof order / sizeof order[0]; index++) {
+        chaos_role_t role = order[index];
+        if (!self->procs[role])
+            continue;
+        mesh_proc_signal (self->procs[role], SIGCONT);
+        int status = -1;
+        bool exited = chaos_mesh_stop_role (self, role, 15000, &status);
+        unclean += !exited || status != 0;
+        int wrote = snprintf (report + length, length < size ? size - length : 0, "%s%s %s%d",
+                              length ? ", " : "", s_names[role], exited ? "exit " : "hung ",
+                              exited ? status : -1);
+        length += wrote > 0 ? (size_t)wrote : 0;
+        if (length >= size)
+            length = size - 1;
+    }
+    return unclean;
+}
+
+//  --------------------------------------------------------------------------
 void
 chaos_mesh_destroy (chaos_mesh_t **self_p)
 {
@@ -410,17 +440,8 @@ chaos_mesh_destroy (chaos_mesh_t **self_p)
     pthread_mutex_unlock (&self->lock);
     if (self->sampler_started)
         pthread_join (self->sampler, NULL);
-    //  The order of scripts/run: the gateway drains HTTP first, the broker
-    //  goes last
-    static const chaos_role_t order[]
-        = { CHAOS_GATEWAY, CHAOS_AUDIT, CHAOS_USER_0, CHAOS_USER_1, CHAOS_BROKER };
-    for (size_t index = 0; index < sizeof order / sizeof order[0]; index++) {
-        int status = 0;
-        if (self->procs[order[index]]) {
-            mesh_proc_signal (self->procs[order[index]], SIGCONT);
-            chaos_mesh_stop_role (self, order[index], 15000, &status);
-        }
-    }
+    char report[256];
+    chaos_mesh_stop_all (self, report, sizeof report);
     pthread_mutex_destroy (&self->lock);
     free (self);
     *self_p = NULL;

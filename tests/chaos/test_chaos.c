@@ -11,6 +11,9 @@
                       the ledger goes to CHAOS_DIR/ledger.jsonl
       CHAOS_PG_DIR    the cluster (scripts/pg crash-restart restarts it)
       DATABASE_URL    its URL
+      CHAOS_TAMPER    1: the checker's own test: after the run, corrupt
+                      PostgreSQL (a user's name, an audit event gone, an
+                      extra outbox event) and pass only if checks 1-4 see it
     Every fault kind runs once in a short run (seeded order); a longer run
     repeats rounds of them in new orders.
 
@@ -35,12 +38,12 @@
 #include <unistd.h>
 
 #define S_CLIENTS 4
-#define S_CLIENT_RATE 15.0      //  Operations per second per steady client
-#define S_RATE_LIMIT 100        //  Gateway requests per second per caller
-#define S_HEARTBEAT_MS 1000     //  As scripts/run; liveness 3
+#define S_CLIENT_RATE 15.0  //  Operations per second per steady client
+#define S_RATE_LIMIT 100    //  Gateway requests per second per caller
+#define S_HEARTBEAT_MS 1000 //  As scripts/run; liveness 3
 #define S_LIVENESS 3
-#define S_LEAD_MS 8000          //  Quiet load before the first fault: the baseline
-#define S_TAIL_MS 6000          //  Quiet load after the last fault's window
+#define S_LEAD_MS 8000 //  Quiet load before the first fault: the baseline
+#define S_TAIL_MS 6000 //  Quiet load after the last fault's window
 #define S_BURST_MS 4000
 #define S_BURST_THREADS 8
 
@@ -56,14 +59,14 @@ typedef enum {
     S_FAULT_KINDS
 } s_fault_kind_t;
 
-static const char *const s_fault_names[S_FAULT_KINDS]
-    = { "kill mesh-user", "kill mesh-audit", "kill gateway", "kill broker",
-        "stop mesh-user", "restart postgres", "overload 10x", "rolling restart" };
+static const char *const s_fault_names[S_FAULT_KINDS] = {
+    "kill mesh-user", "kill mesh-audit",  "kill gateway", "kill broker",
+    "stop mesh-user", "restart postgres", "overload 10x", "rolling restart"};
 
 typedef struct {
     s_fault_kind_t kind;
     int64_t at_ms;
-    int target;                 //  Which mesh-user, where it matters
+    int target; //  Which mesh-user, where it matters
 } s_planned_t;
 
 static uint64_t
@@ -82,7 +85,7 @@ s_sleep_until (int64_t epoch, int64_t at_ms)
 {
     int64_t wait = epoch + at_ms - mesh_mono_ms ();
     if (wait > 0) {
-        struct timespec pause = { (time_t) (wait / 1000), (long) (wait % 1000) * 1000000L };
+        struct timespec pause = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
         nanosleep (&pause, NULL);
     }
 }
@@ -109,29 +112,29 @@ s_plan (uint64_t seed, int64_t load_ms, s_planned_t *plan, size_t capacity)
 {
     uint64_t state = seed * 0x9E3779B97F4A7C15ULL + 0x2545F4914F6CDD1DULL;
     int64_t span = load_ms - S_LEAD_MS - S_TAIL_MS;
-    size_t rounds = (size_t) (span / (S_FAULT_KINDS * 10000));
+    size_t rounds = (size_t)(span / (S_FAULT_KINDS * 10000));
     if (rounds == 0)
         rounds = 1;
     size_t count = rounds * S_FAULT_KINDS;
     if (count > capacity)
         count = capacity - capacity % S_FAULT_KINDS;
-    int64_t spacing = span / (int64_t) count;
+    int64_t spacing = span / (int64_t)count;
     for (size_t round = 0; round * S_FAULT_KINDS < count; round++) {
         s_fault_kind_t order[S_FAULT_KINDS];
         for (int kind = 0; kind < S_FAULT_KINDS; kind++)
-            order[kind] = (s_fault_kind_t) kind;
+            order[kind] = (s_fault_kind_t)kind;
         for (int index = S_FAULT_KINDS - 1; index > 0; index--) {
-            int other = (int) (s_random (&state) % (uint64_t) (index + 1));
+            int other = (int)(s_random (&state) % (uint64_t)(index + 1));
             s_fault_kind_t swap = order[index];
             order[index] = order[other];
             order[other] = swap;
         }
         for (int index = 0; index < S_FAULT_KINDS; index++) {
-            size_t slot = round * S_FAULT_KINDS + (size_t) index;
-            plan[slot] = (s_planned_t) {
+            size_t slot = round * S_FAULT_KINDS + (size_t)index;
+            plan[slot] = (s_planned_t){
                 .kind = order[index],
-                .at_ms = S_LEAD_MS + (int64_t) slot * spacing,
-                .target = (int) (s_random (&state) % CHAOS_USERS),
+                .at_ms = S_LEAD_MS + (int64_t)slot * spacing,
+                .target = (int)(s_random (&state) % CHAOS_USERS),
             };
         }
     }
@@ -144,7 +147,7 @@ typedef struct {
     const char *pg_dir;
     const char *burst_token;
     int64_t epoch;
-    chaos_attempt_t *burst;     //  Every burst's answers
+    chaos_attempt_t *burst; //  Every burst's answers
     size_t burst_count;
 } s_run_t;
 
@@ -168,7 +171,7 @@ s_restart (s_run_t *run, chaos_role_t role, chaos_fault_t *fault)
 static void
 s_pause_ms (int64_t ms)
 {
-    struct timespec pause = { (time_t) (ms / 1000), (long) (ms % 1000) * 1000000L };
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     nanosleep (&pause, NULL);
 }
 
@@ -176,7 +179,7 @@ s_pause_ms (int64_t ms)
 static void
 s_inject (s_run_t *run, const s_planned_t *planned, chaos_fault_t *fault)
 {
-    chaos_role_t user = (chaos_role_t) (CHAOS_USER_0 + planned->target);
+    chaos_role_t user = (chaos_role_t)(CHAOS_USER_0 + planned->target);
     fault->kind = s_fault_names[planned->kind];
     fault->inject_ms = s_now (run);
     fault->target_ms = 5000;
@@ -249,14 +252,14 @@ s_inject (s_run_t *run, const s_planned_t *planned, chaos_fault_t *fault)
         fault->target_ms = 0;
         size_t length = 0;
         for (int index = 0; index < CHAOS_USERS; index++) {
-            chaos_role_t role = (chaos_role_t) (CHAOS_USER_0 + index);
+            chaos_role_t role = (chaos_role_t)(CHAOS_USER_0 + index);
             int status = -2;
             bool exited = chaos_mesh_stop_role (run->mesh, role, 15000, &status);
             if (!exited || status != 0)
                 fault->failed = true;
-            length += (size_t) snprintf (fault->note + length, sizeof fault->note - length,
-                                         "%s%s exit %d", index ? ", " : "",
-                                         chaos_role_name (role), exited ? status : -2);
+            length +=
+                (size_t)snprintf (fault->note + length, sizeof fault->note - length, "%s%s exit %d",
+                                  index ? ", " : "", chaos_role_name (role), exited ? status : -2);
             s_restart (run, role, fault);
         }
         break;
@@ -265,6 +268,35 @@ s_inject (s_run_t *run, const s_planned_t *planned, chaos_fault_t *fault)
         break;
     }
     fault->end_ms = s_now (run);
+}
+
+//  Corrupt what the checks read, as a lost or doubled write would: one
+//  acknowledged user's name changed, the last audit event gone, an extra
+//  update event in the outbox.
+static void
+s_tamper (PGconn *pg, const chaos_clients_t *clients)
+{
+    const chaos_ledger_t *ledger = chaos_clients_ledger (clients, 0);
+    const char *id = NULL;
+    for (size_t index = 0; !id && index < ledger->user_count; index++)
+        if (!ledger->users[index].deleted && !ledger->users[index].pending)
+            id = ledger->users[index].id;
+    cr_assert (id, "no live user to tamper with");
+    const char *params[] = {id};
+    const char *statements[] = {
+        "UPDATE users SET name = name || '-tampered' WHERE id = $1::uuid",
+        "DELETE FROM audit.audit_events WHERE seq = (SELECT max(seq) FROM audit.audit_events)"
+        " AND $1::text IS NOT NULL",
+        "INSERT INTO outbox (event_id, type, subject, data) VALUES (gen_random_uuid(),"
+        " 'user.updated', $1::uuid, '\\x80'::bytea)",
+    };
+    for (size_t index = 0; index < sizeof statements / sizeof statements[0]; index++) {
+        PGresult *result = PQexecParams (pg, statements[index], 1, NULL, params, NULL, NULL, 0);
+        cr_assert (PQresultStatus (result) == PGRES_COMMAND_OK, "tamper: %s",
+                   PQresultErrorMessage (result));
+        PQclear (result);
+    }
+    printf ("chaos: tampered with user %s, the last audit event and the outbox\n", id);
 }
 
 //  A number from the environment, `fallback` when unset.
@@ -283,16 +315,17 @@ Test (chaos, whole_mesh_under_faults)
     if (!dir || !pg_dir || !database_url)
         cr_skip_test ("CHAOS_DIR, CHAOS_PG_DIR and DATABASE_URL are set by scripts/chaos");
     long seconds = s_env_long ("CHAOS_SECONDS", 90);
-    uint64_t seed = (uint64_t) s_env_long ("CHAOS_SEED", 1);
+    uint64_t seed = (uint64_t)s_env_long ("CHAOS_SEED", 1);
     cr_assert (seconds >= 40, "CHAOS_SECONDS must be 40 or more");
     curl_global_init (CURL_GLOBAL_DEFAULT);
 
     s_planned_t plan[512];
     size_t planned = s_plan (seed, seconds * 1000, plan, sizeof plan / sizeof plan[0]);
-    printf ("chaos: seed %" PRIu64 ", %ld s of load by %d clients at %.0f ops/s each, %zu faults:\n",
+    printf ("chaos: seed %" PRIu64
+            ", %ld s of load by %d clients at %.0f ops/s each, %zu faults:\n",
             seed, seconds, S_CLIENTS, S_CLIENT_RATE, planned);
     for (size_t index = 0; index < planned; index++)
-        printf ("  %6.1f s  %s%s\n", (double) plan[index].at_ms / 1000.0,
+        printf ("  %6.1f s  %s%s\n", (double)plan[index].at_ms / 1000.0,
                 s_fault_names[plan[index].kind],
                 plan[index].kind == S_KILL_USER || plan[index].kind == S_STOP_USER
                     ? (plan[index].target ? " (mesh-user-1)" : " (mesh-user-0)")
@@ -328,8 +361,8 @@ Test (chaos, whole_mesh_under_faults)
         .burst_token = burst_token,
         .epoch = mesh_mono_ms (),
     };
-    chaos_clients_t *clients = chaos_clients_new (run.base, (const char *const *) tokens,
-                                                  S_CLIENTS, S_CLIENT_RATE, seed, run.epoch);
+    chaos_clients_t *clients = chaos_clients_new (run.base, (const char *const *)tokens, S_CLIENTS,
+                                                  S_CLIENT_RATE, seed, run.epoch);
     cr_assert (clients);
     cr_assert (chaos_clients_start (clients, events_token));
 
@@ -338,9 +371,8 @@ Test (chaos, whole_mesh_under_faults)
         s_sleep_until (run.epoch, plan[index].at_ms);
         s_inject (&run, &plan[index], &faults[index]);
         printf ("chaos: %6.1f s %s %s: over after %.1f s%s%s\n",
-                (double) faults[index].inject_ms / 1000.0, faults[index].kind,
-                faults[index].target,
-                (double) (faults[index].end_ms - faults[index].inject_ms) / 1000.0,
+                (double)faults[index].inject_ms / 1000.0, faults[index].kind, faults[index].target,
+                (double)(faults[index].end_ms - faults[index].inject_ms) / 1000.0,
                 *faults[index].note ? "; " : "", faults[index].note);
         fflush (stdout);
     }
@@ -354,10 +386,9 @@ Test (chaos, whole_mesh_under_faults)
     int64_t until = mesh_mono_ms () + 60000;
     long outbox = -1, audited = -2;
     while (mesh_mono_ms () < until) {
-        PGresult *result = PQexec (pg,
-                                   "SELECT (SELECT count(*) FROM outbox),"
-                                   " (SELECT count(*) FROM outbox WHERE seq IS NULL),"
-                                   " (SELECT count(*) FROM audit.audit_events)");
+        PGresult *result = PQexec (pg, "SELECT (SELECT count(*) FROM outbox),"
+                                       " (SELECT count(*) FROM outbox WHERE seq IS NULL),"
+                                       " (SELECT count(*) FROM audit.audit_events)");
         bool read = PQresultStatus (result) == PGRES_TUPLES_OK;
         long unnumbered = read ? strtol (PQgetvalue (result, 0, 1), NULL, 10) : 1;
         outbox = read ? strtol (PQgetvalue (result, 0, 0), NULL, 10) : -1;
@@ -368,12 +399,14 @@ Test (chaos, whole_mesh_under_faults)
         s_pause_ms (200);
     }
     chaos_clients_events_until (clients, outbox, 30000);
+    char exits[256];
+    size_t unclean = chaos_mesh_stop_all (mesh, exits, sizeof exits);
 
     char ledger[512];
     snprintf (ledger, sizeof ledger, "%s/ledger.jsonl", dir);
     cr_expect (chaos_clients_write_ledger (clients, ledger), "cannot write %s", ledger);
     size_t ops = 0;
-    size_t results[3] = { 0 };
+    size_t results[3] = {0};
     for (size_t index = 0; index < chaos_clients_count (clients); index++) {
         const chaos_ledger_t *book = chaos_clients_ledger (clients, index);
         ops += book->op_count;
@@ -393,11 +426,21 @@ Test (chaos, whole_mesh_under_faults)
         .burst_count = run.burst_count,
         .mesh = mesh,
         .run_end_ms = run_end,
+        .exits = exits,
+        .unclean_exits = unclean,
     };
-    int failed = chaos_check_all (&input);
-    printf ("chaos: %s: %d of 6 checks failed (seed %" PRIu64 "; repeat with --seed %" PRIu64
-            ")\n",
-            failed ? "FAIL" : "PASS", failed, seed, seed);
+    bool tamper = s_env_long ("CHAOS_TAMPER", 0) == 1;
+    if (tamper)
+        s_tamper (pg, clients);
+    unsigned failed = chaos_check_all (&input);
+    int failures = __builtin_popcount (failed);
+    if (tamper)
+        printf ("chaos: tampered: checks 1-4 must fail: %s\n",
+                (failed & 15u) == 15u ? "they did" : "NOT ALL DID");
+    else
+        printf ("chaos: %s: %d of 6 checks failed (seed %" PRIu64 "; repeat with --seed %" PRIu64
+                ")\n",
+                failed ? "FAIL" : "PASS", failures, seed, seed);
     fflush (stdout);
 
     PQfinish (pg);
@@ -410,5 +453,8 @@ Test (chaos, whole_mesh_under_faults)
     free (faults);
     free (run.burst);
     curl_global_cleanup ();
-    cr_assert_eq (failed, 0, "%d chaos checks failed", failed);
+    if (tamper)
+        cr_assert_eq (failed & 15u, 15u, "the checker missed tampering (failed bits %#x)", failed);
+    else
+        cr_assert_eq (failed, 0u, "%d chaos checks failed", failures);
 }
