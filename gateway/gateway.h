@@ -30,7 +30,7 @@ typedef struct {
     int timeout_ms;             //  Deadline of a request (Request-Timeout may shorten)
     int drain_ms;               //  Bound on finishing in-flight work at shutdown
     int probe_ms;               //  Interval of mmi.service probes (readiness)
-    int retry_delay_ms;         //  Wait before the one retry (the broker's heartbeat)
+    int retry_delay_ms;         //  Wait before the one retry (half the broker's heartbeat)
     const mesh_curve_t *curve;  //  CURVE keys for every mesh socket, borrowed; NULL = plain
     //  Security (docs/security.md). Authentication is on when the auth
     //  settings name any credential source (JWT keys or an API keys file)

@@ -980,14 +980,18 @@ s_reply_response (gateway_request_t *request, const mesh_reply_t *reply)
 }
 
 //  True when the request may be sent again after `code`: unavailable, for
-//  a GET (or HEAD) or a POST with an Idempotency-Key, once.
+//  a GET (or HEAD), or a change (POST, PATCH, DELETE) with an
+//  Idempotency-Key, which the user service applies once however often it
+//  comes; once.
 static bool
 s_should_retry (const gateway_request_t *request, mesh_code_t code)
 {
     if (code != MESH_CODE_UNAVAILABLE || request->retried)
         return false;
     return (request->method & (GATEWAY_METHOD_GET | GATEWAY_METHOD_HEAD))
-        || (request->method == GATEWAY_METHOD_POST && request->idem[0]);
+        || ((request->method
+             & (GATEWAY_METHOD_POST | GATEWAY_METHOD_PATCH | GATEWAY_METHOD_DELETE))
+            && request->idem[0]);
 }
 
 //  --------------------------------------------------------------------------
@@ -1007,10 +1011,13 @@ gateway__on_reply (gateway_t *self, const mesh_reply_t *reply)
     if (request->answered)
         return;                     //  Answered early (fail_waiting)
     if (s_should_retry (request, reply->code) && !request->owner->draining) {
-        //  Not at once: when a process with several workers dies, the broker
-        //  notices each worker within one heartbeat of the others, and an
-        //  immediate retry can land on a dead sibling. Half the time left at
-        //  most, so the retry has time to be served.
+        //  Not at once: the broker drops a killed process's workers when it
+        //  next sends to them, and a frozen one's as each falls silent past
+        //  heartbeat x liveness, so an immediate retry can land on a sibling
+        //  of the worker that failed. Half a heartbeat (retry_delay_ms) lets
+        //  most of them go without eating the second after a frozen
+        //  worker's expiry; half the time left at most, so the retry has
+        //  time to be served.
         request->retried = true;
         int64_t now_ms = mesh_mono_ms ();
         int64_t delay_ms = (request->deadline_ms - now_ms) / 2;

@@ -43,8 +43,8 @@ static const mesh_cfg_option_t s_options[] = {
     { "probe-ms", "MESH_GATEWAY_PROBE_MS", "250",
       "interval of mmi.service probes behind /ready" },
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000",
-      "the broker's heartbeat: a retry after unavailable waits this long (at most half "
-      "the time left) so the broker has noticed every worker of a process that died" },
+      "the broker's heartbeat: a retry after unavailable waits half of it (at most half "
+      "the time left) so the broker has dropped the failed worker's siblings" },
     MESH_CFG_CURVE_OPTIONS,
     //  Security (docs/security.md): authentication is on when any of the
     //  three credential sources is set
@@ -150,7 +150,7 @@ main (int argc, char **argv)
     gateway_cfg.idle_timeout_s = (unsigned int) idle_s;
     gateway_cfg.drain_ms = (int) drain_ms;
     gateway_cfg.probe_ms = (int) probe_ms;
-    gateway_cfg.retry_delay_ms = (int) heartbeat_ms;
+    gateway_cfg.retry_delay_ms = (int) heartbeat_ms / 2;
     gateway_cfg.curve = curve;
     gateway_cfg.auth.hs256_secret_files = mesh_cfg_get (cfg, "jwt-hs256-secret-files");
     gateway_cfg.auth.public_key_files = mesh_cfg_get (cfg, "jwt-public-key-files");

@@ -558,17 +558,20 @@ s_on_router (broker_t *self, mdp_frames_t *frames)
         s_malformed (self, BROKER_MALFORMED_HEADER, "unknown protocol header");
 }
 
-//  Heartbeat every worker; drop those silent past their expiry. The scan
-//  visits every worker, busy or idle: a dead busy worker holds requests.
+//  Drop the workers silent past their expiry and, when `beat`, heartbeat
+//  the others. The scan visits every worker, busy or idle: a dead busy
+//  worker holds requests.
 static void
-s_heartbeat (broker_t *self)
+s_heartbeat (broker_t *self, bool beat)
 {
     int64_t now_ms = mesh_mono_ms ();
     zlistx_t *dead = zlistx_new ();
     for (broker_worker_t *worker = zhashx_first (self->workers); worker;
          worker = zhashx_next (self->workers)) {
         if (worker->expiry_ms <= now_ms
-            || broker__send_command (self, &worker->identity, MDP_HEARTBEAT) == MESH_EUNAVAIL)
+            || (beat
+                && broker__send_command (self, &worker->identity, MDP_HEARTBEAT)
+                       == MESH_EUNAVAIL))
             zlistx_add_end (dead, worker);
     }
     for (broker_worker_t *worker = zlistx_first (dead); worker; worker = zlistx_next (dead)) {
@@ -672,6 +675,11 @@ broker_run (broker_t *self, int stop_fd)
     mesh_log_kv (MESH_LOG_INFO, "broker serving", "endpoint", self->endpoint, "events_xsub",
                  self->cfg.xsub_bind, "events_xpub", self->cfg.xpub_bind, NULL);
     int64_t heartbeat_at_ms = mesh_mono_ms () + self->cfg.heartbeat_ms;
+    //  Expiry is checked ten times per heartbeat, not once: a silent worker
+    //  (stopped, frozen, cut off) is dropped within heartbeat x liveness +
+    //  a tenth of a heartbeat, and what it holds is answered that soon
+    int64_t expiry_scan_ms = self->cfg.heartbeat_ms / 10 > 10 ? self->cfg.heartbeat_ms / 10 : 10;
+    int64_t expiry_scan_at_ms = mesh_mono_ms () + expiry_scan_ms;
     int64_t queue_scan_at_ms = 0;
     zmq_pollitem_t items[4 + 1 + BROKER_AUTH_MAX_MONITORS] = {
         { self->router, 0, ZMQ_POLLIN, 0 },
@@ -688,6 +696,8 @@ broker_run (broker_t *self, int stop_fd)
     while (true) {
         int64_t now_ms = mesh_mono_ms ();
         int64_t wait_ms = heartbeat_at_ms - now_ms;
+        if (zhashx_size (self->workers) && expiry_scan_at_ms - now_ms < wait_ms)
+            wait_ms = expiry_scan_at_ms - now_ms;
         if (self->queued_total && queue_scan_at_ms - now_ms < wait_ms)
             wait_ms = queue_scan_at_ms - now_ms;
         if (zmq_poll (items, item_count, (long) (wait_ms > 0? wait_ms: 0)) < 0) {
@@ -718,8 +728,13 @@ broker_run (broker_t *self, int stop_fd)
 
         now_ms = mesh_mono_ms ();
         if (now_ms >= heartbeat_at_ms) {
-            s_heartbeat (self);
+            s_heartbeat (self, true);
             heartbeat_at_ms = now_ms + self->cfg.heartbeat_ms;
+            expiry_scan_at_ms = now_ms + expiry_scan_ms;
+        }
+        else if (now_ms >= expiry_scan_at_ms) {
+            s_heartbeat (self, false);
+            expiry_scan_at_ms = now_ms + expiry_scan_ms;
         }
         if (self->queued_total && now_ms >= queue_scan_at_ms) {
             broker__expire_queues (self);

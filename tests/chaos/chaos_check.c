@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define S_SLOW_MS 1000          //  An answer this late counts as an outage
+
 //  One number from SQL with up to two text parameters; -1 on error.
 static long
 s_sql_long (PGconn *pg, const char *sql, const char *first, const char *second)
@@ -31,7 +33,7 @@ s_sql_long (PGconn *pg, const char *sql, const char *first, const char *second)
 static void
 s_print (int number, const char *name, bool pass, const char *format, ...)
 {
-    char figures[1024];
+    char figures[12288];
     va_list args;
     va_start (args, format);
     vsnprintf (figures, sizeof figures, format, args);
@@ -334,16 +336,19 @@ s_check_availability (const chaos_check_input_t *input)
         }
     }
     bool pass = outside_failed == 0;
-    char recoveries[2048] = "";
+    char recoveries[8192] = "";
     size_t length = 0;
     for (size_t fault = 0; fault < input->fault_count; fault++) {
         const chaos_fault_t *this = &input->faults[fault];
         int64_t next =
             fault + 1 < input->fault_count ? input->faults[fault + 1].inject_ms : input->run_end_ms;
-        //  Requests succeed again from the first success after the last
-        //  attempt started in this fault's time that failed
-        int64_t last_failed = -1, slowest = 0;
+        //  Requests succeed again once the last attempt that started in
+        //  this fault's time and failed, or waited S_SLOW_MS or more (held
+        //  by a process that died or froze), has ended
+        int64_t recovered = 0, slowest = 0;
         size_t failed = 0;
+        char failures[256] = "";   //  The first failed attempts: status, start, duration
+        size_t failures_length = 0;
         for (size_t client = 0; client < chaos_clients_count (input->clients); client++) {
             const chaos_ledger_t *ledger = chaos_clients_ledger (input->clients, client);
             for (size_t index = 0; index < ledger->attempt_count; index++) {
@@ -353,37 +358,37 @@ s_check_availability (const chaos_check_input_t *input)
                 if (attempt->end_ms >= this->inject_ms && attempt->start_ms < next &&
                     attempt->end_ms - attempt->start_ms > slowest)
                     slowest = attempt->end_ms - attempt->start_ms;
-                if (attempt->start_ms < this->inject_ms || attempt->start_ms >= next ||
-                    !s_attempt_failed (attempt))
+                if (attempt->start_ms < this->inject_ms || attempt->start_ms >= next)
+                    continue;
+                bool slow = attempt->end_ms - attempt->start_ms >= S_SLOW_MS;
+                if ((slow || s_attempt_failed (attempt))
+                    && attempt->end_ms - this->inject_ms > recovered)
+                    recovered = attempt->end_ms - this->inject_ms;
+                if (!s_attempt_failed (attempt))
                     continue;
                 failed++;
-                if (attempt->start_ms > last_failed)
-                    last_failed = attempt->start_ms;
+                int wrote = failed <= 6 ? snprintf (failures + failures_length,
+                                                    sizeof failures - failures_length,
+                                                    " %ld at +%.2f s for %.2f s", attempt->status,
+                                                    (double) (attempt->start_ms - this->inject_ms)
+                                                        / 1000.0,
+                                                    (double) (attempt->end_ms - attempt->start_ms)
+                                                        / 1000.0)
+                                        : 0;
+                if (wrote > 0 && failures_length + (size_t) wrote < sizeof failures)
+                    failures_length += (size_t) wrote;
             }
-        }
-        int64_t recovered = 0;
-        if (last_failed >= 0) {
-            int64_t first_ok = next;
-            for (size_t client = 0; client < chaos_clients_count (input->clients); client++) {
-                const chaos_ledger_t *ledger = chaos_clients_ledger (input->clients, client);
-                for (size_t index = 0; index < ledger->attempt_count; index++) {
-                    const chaos_attempt_t *attempt = &ledger->attempts[index];
-                    if (attempt->start_ms > last_failed && attempt->start_ms < first_ok &&
-                        !s_attempt_failed (attempt))
-                        first_ok = attempt->start_ms;
-                }
-            }
-            recovered = first_ok - this->inject_ms;
         }
         bool fault_pass = recovered <= this->target_ms && !this->failed;
         pass = pass && fault_pass;
         length += (size_t)snprintf (
             recoveries + length, length < sizeof recoveries ? sizeof recoveries - length : 0,
             "\n    %6.1f s %-16s %-15s %3zu failed attempts, ok again"
-            " after %5.2f s (target %.1f s), slowest answer %5.2f s%s%s%s",
+            " after %5.2f s (target %.1f s), slowest answer %5.2f s%s%s%s%s%s",
             (double)this->inject_ms / 1000.0, this->kind, this->target, failed,
             (double)recovered / 1000.0, (double)this->target_ms / 1000.0, (double)slowest / 1000.0,
-            fault_pass ? "" : " MISSED", *this->note ? "; " : "", this->note);
+            fault_pass ? "" : " MISSED", *this->note ? "; " : "", this->note,
+            failed ? "; failed:" : "", failures);
         if (length >= sizeof recoveries)
             length = sizeof recoveries - 1;
     }

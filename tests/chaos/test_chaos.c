@@ -7,6 +7,7 @@
     PostgreSQL cluster, and sets:
       CHAOS_SECONDS   load duration (the faults fit in it)
       CHAOS_SEED      the schedule's and the clients' seed
+      CHAOS_RATE      operations per second per client (default 15)
       CHAOS_DIR       keys/ (scripts/keys), client-N.jwt, burst.jwt, events.jwt;
                       the ledger goes to CHAOS_DIR/ledger.jsonl
       CHAOS_PG_DIR    the cluster (scripts/pg crash-restart restarts it)
@@ -38,8 +39,8 @@
 #include <unistd.h>
 
 #define S_CLIENTS 4
-#define S_CLIENT_RATE 15.0  //  Operations per second per steady client
-#define S_RATE_LIMIT 100    //  Gateway requests per second per caller
+#define S_CLIENT_RATE 15     //  Operations per second per steady client (CHAOS_RATE)
+#define S_RATE_LIMIT 100    //  Per caller per second, at least 4x a client's rate
 #define S_HEARTBEAT_MS 1000 //  As scripts/run; liveness 3
 #define S_LIVENESS 3
 #define S_LEAD_MS 8000 //  Quiet load before the first fault: the baseline
@@ -147,6 +148,7 @@ typedef struct {
     const char *pg_dir;
     const char *burst_token;
     int64_t epoch;
+    long client_rate;
     chaos_attempt_t *burst; //  Every burst's answers
     size_t burst_count;
 } s_run_t;
@@ -234,7 +236,7 @@ s_inject (s_run_t *run, const s_planned_t *planned, chaos_fault_t *fault)
         fault->overload = true;
         chaos_attempt_t *answers = NULL;
         size_t count = 0;
-        double rate = 10.0 * S_CLIENTS * S_CLIENT_RATE;
+        double rate = 10.0 * S_CLIENTS * run->client_rate;
         if (!chaos_burst_run (run->base, run->burst_token, S_BURST_THREADS, rate, S_BURST_MS,
                               run->epoch, &answers, &count))
             fault->failed = true;
@@ -315,6 +317,8 @@ Test (chaos, whole_mesh_under_faults)
     if (!dir || !pg_dir || !database_url)
         cr_skip_test ("CHAOS_DIR, CHAOS_PG_DIR and DATABASE_URL are set by scripts/chaos");
     long seconds = s_env_long ("CHAOS_SECONDS", 90);
+    long client_rate = s_env_long ("CHAOS_RATE", S_CLIENT_RATE);
+    cr_assert (client_rate >= 1 && client_rate <= 500, "CHAOS_RATE must be 1 to 500");
     uint64_t seed = (uint64_t)s_env_long ("CHAOS_SEED", 1);
     cr_assert (seconds >= 40, "CHAOS_SECONDS must be 40 or more");
     curl_global_init (CURL_GLOBAL_DEFAULT);
@@ -323,7 +327,7 @@ Test (chaos, whole_mesh_under_faults)
     size_t planned = s_plan (seed, seconds * 1000, plan, sizeof plan / sizeof plan[0]);
     printf ("chaos: seed %" PRIu64
             ", %ld s of load by %d clients at %.0f ops/s each, %zu faults:\n",
-            seed, seconds, S_CLIENTS, S_CLIENT_RATE, planned);
+            seed, seconds, S_CLIENTS, (double) client_rate, planned);
     for (size_t index = 0; index < planned; index++)
         printf ("  %6.1f s  %s%s\n", (double)plan[index].at_ms / 1000.0,
                 s_fault_names[plan[index].kind],
@@ -338,7 +342,7 @@ Test (chaos, whole_mesh_under_faults)
         .keys_dir = keys,
         .database_url = database_url,
         .heartbeat_ms = S_HEARTBEAT_MS,
-        .rate_limit = S_RATE_LIMIT,
+        .rate_limit = client_rate * 4 > S_RATE_LIMIT ? (int) client_rate * 4 : S_RATE_LIMIT,
     };
     chaos_mesh_t *mesh = chaos_mesh_new (&config);
     cr_assert (mesh);
@@ -359,10 +363,11 @@ Test (chaos, whole_mesh_under_faults)
         .base = chaos_mesh_base (mesh),
         .pg_dir = pg_dir,
         .burst_token = burst_token,
+        .client_rate = client_rate,
         .epoch = mesh_mono_ms (),
     };
     chaos_clients_t *clients = chaos_clients_new (run.base, (const char *const *)tokens, S_CLIENTS,
-                                                  S_CLIENT_RATE, seed, run.epoch);
+                                                  (double) client_rate, seed, run.epoch);
     cr_assert (clients);
     cr_assert (chaos_clients_start (clients, events_token));
 
