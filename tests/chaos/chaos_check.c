@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SLOW_MS 1000          //  An answer this late counts as an outage
+#define S_SLOW_MS 1000 //  An answer this late counts as an outage
 
 //  One number from SQL with up to two text parameters; -1 on error.
 static long
@@ -347,7 +347,7 @@ s_check_availability (const chaos_check_input_t *input)
         //  by a process that died or froze), has ended
         int64_t recovered = 0, slowest = 0;
         size_t failed = 0;
-        char failures[256] = "";   //  The first failed attempts: status, start, duration
+        char failures[256] = ""; //  The first failed attempts: status, start, duration
         size_t failures_length = 0;
         for (size_t client = 0; client < chaos_clients_count (input->clients); client++) {
             const chaos_ledger_t *ledger = chaos_clients_ledger (input->clients, client);
@@ -361,22 +361,21 @@ s_check_availability (const chaos_check_input_t *input)
                 if (attempt->start_ms < this->inject_ms || attempt->start_ms >= next)
                     continue;
                 bool slow = attempt->end_ms - attempt->start_ms >= S_SLOW_MS;
-                if ((slow || s_attempt_failed (attempt))
-                    && attempt->end_ms - this->inject_ms > recovered)
+                if ((slow || s_attempt_failed (attempt)) &&
+                    attempt->end_ms - this->inject_ms > recovered)
                     recovered = attempt->end_ms - this->inject_ms;
                 if (!s_attempt_failed (attempt))
                     continue;
                 failed++;
-                int wrote = failed <= 6 ? snprintf (failures + failures_length,
-                                                    sizeof failures - failures_length,
-                                                    " %ld at +%.2f s for %.2f s", attempt->status,
-                                                    (double) (attempt->start_ms - this->inject_ms)
-                                                        / 1000.0,
-                                                    (double) (attempt->end_ms - attempt->start_ms)
-                                                        / 1000.0)
-                                        : 0;
-                if (wrote > 0 && failures_length + (size_t) wrote < sizeof failures)
-                    failures_length += (size_t) wrote;
+                int wrote =
+                    failed <= 6
+                        ? snprintf (failures + failures_length, sizeof failures - failures_length,
+                                    " %ld at +%.2f s for %.2f s", attempt->status,
+                                    (double)(attempt->start_ms - this->inject_ms) / 1000.0,
+                                    (double)(attempt->end_ms - attempt->start_ms) / 1000.0)
+                        : 0;
+                if (wrote > 0 && failures_length + (size_t)wrote < sizeof failures)
+                    failures_length += (size_t)wrote;
             }
         }
         bool fault_pass = recovered <= this->target_ms && !this->failed;

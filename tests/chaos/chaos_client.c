@@ -57,8 +57,8 @@ s_grow (void *items, size_t count, size_t *capacity, size_t item_size)
     return grown;
 }
 
-static void
-s_sleep_ms (int64_t ms)
+void
+chaos_sleep_ms (int64_t ms)
 {
     if (ms <= 0)
         return;
@@ -66,9 +66,8 @@ s_sleep_ms (int64_t ms)
     nanosleep (&pause, NULL);
 }
 
-//  xorshift64*: a client's choices, repeatable from the seed.
-static uint64_t
-s_random (uint64_t *state)
+uint64_t
+chaos_random (uint64_t *state)
 {
     uint64_t x = *state;
     x ^= x >> 12;
@@ -81,7 +80,7 @@ s_random (uint64_t *state)
 static double
 s_uniform (uint64_t *state)
 {
-    return (double)(s_random (state) >> 11) / (double)(1ULL << 53);
+    return (double)(chaos_random (state) >> 11) / (double)(1ULL << 53);
 }
 
 //  --------------------------------------------------------------------------
@@ -145,6 +144,7 @@ s_http (s_http_t *http, const char *method, const char *url, const char *body,
     if (body)
         list = curl_slist_append (list, "Content-Type: application/json");
     curl_easy_setopt (curl, CURLOPT_URL, url);
+    curl_easy_setopt (curl, CURLOPT_NOPROXY, "*"); //  Ignore http_proxy of the environment
     curl_easy_setopt (curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt (curl, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -307,7 +307,7 @@ s_perform (s_client_t *client, chaos_op_t *op, const char *method, const char *p
             op->result = maybe_applied ? CHAOS_UNKNOWN : CHAOS_FAILED;
             return;
         }
-        s_sleep_ms (wait);
+        chaos_sleep_ms (wait);
     }
 }
 
@@ -342,7 +342,7 @@ s_pick_user (s_client_t *client, const chaos_user_t *except)
                 &ledger->users[index] != except;
     if (live == 0)
         return NULL;
-    size_t pick = (size_t)(s_random (&client->random) % live);
+    size_t pick = (size_t)(chaos_random (&client->random) % live);
     for (size_t index = 0; index < ledger->user_count; index++) {
         chaos_user_t *user = &ledger->users[index];
         if (user->deleted || user->pending || user == except)
@@ -508,7 +508,7 @@ s_client_run (void *arg)
         (double)mesh_mono_ms () + period_ms * (double)client->index / (double)client->owner->count;
     uint64_t number = 0;
     while (!atomic_load (&client->owner->stop)) {
-        s_sleep_ms ((int64_t)next - mesh_mono_ms ());
+        chaos_sleep_ms ((int64_t)next - mesh_mono_ms ());
         if (atomic_load (&client->owner->stop))
             break;
         s_operate (client, ++number);
@@ -590,6 +590,7 @@ s_reader_run (void *arg)
         reader->pending_id = -1;
         curl_easy_reset (curl);
         curl_easy_setopt (curl, CURLOPT_URL, url);
+        curl_easy_setopt (curl, CURLOPT_NOPROXY, "*");
         curl_easy_setopt (curl, CURLOPT_HTTPHEADER, list);
         curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt (curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
@@ -605,7 +606,7 @@ s_reader_run (void *arg)
         curl_easy_perform (curl);
         curl_slist_free_all (list);
         if (!atomic_load (&reader->stop))
-            s_sleep_ms (200);
+            chaos_sleep_ms (200);
     }
     curl_easy_cleanup (curl);
     return NULL;
@@ -654,7 +655,7 @@ chaos_clients_events_until (chaos_clients_t *self, int64_t seq, int timeout_ms)
         pthread_mutex_unlock (&reader->lock);
         if (seen || mesh_mono_ms () >= until)
             break;
-        s_sleep_ms (50);
+        chaos_sleep_ms (50);
     }
     atomic_store (&reader->stop, true);
     if (reader->started) {
@@ -767,7 +768,7 @@ s_burst_run (void *arg)
     const char *headers[] = {burster->authorization, NULL};
     double next = (double)mesh_mono_ms ();
     while (mesh_mono_ms () < burster->until_ms) {
-        s_sleep_ms ((int64_t)next - mesh_mono_ms ());
+        chaos_sleep_ms ((int64_t)next - mesh_mono_ms ());
         int64_t start = mesh_mono_ms ();
         long status = s_http (&burster->http, "GET", burster->url, NULL, headers, 10000);
         burster->attempts = s_grow (burster->attempts, burster->count, &burster->capacity,

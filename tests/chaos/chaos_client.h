@@ -122,6 +122,12 @@ const int64_t *chaos_clients_events (const chaos_clients_t *self, size_t *count,
 bool chaos_burst_run (const char *base, const char *token, size_t threads, double rate,
                       int duration_ms, int64_t epoch_ms, chaos_attempt_t **attempts, size_t *count);
 
+//  xorshift64*: the run's choices, repeatable from a seed (state never 0).
+uint64_t chaos_random (uint64_t *state);
+
+//  Sleep `ms` milliseconds (nothing when ms <= 0).
+void chaos_sleep_ms (int64_t ms);
+
 //  Name of a kind, for the ledger ("create", "get", ...).
 const char *chaos_kind_name (chaos_kind_t kind);
 

@@ -8,8 +8,8 @@
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_time.h"
 #include "mesh_test.h"
+#include "mesh_test_http.h"
 
-#include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -136,65 +136,6 @@ chaos_mesh_rss (chaos_mesh_t *self, chaos_role_t role)
     chaos_rss_t rss = self->rss[role];
     pthread_mutex_unlock (&self->lock);
     return rss;
-}
-
-//  curl write callback: append to a bounded buffer.
-typedef struct {
-    char text[65536];
-    size_t size;
-} s_body_t;
-
-static size_t
-s_body_write (char *data, size_t size, size_t count, void *arg)
-{
-    s_body_t *body = arg;
-    size_t bytes = size * count;
-    size_t room = sizeof body->text - 1 - body->size;
-    size_t take = bytes < room ? bytes : room;
-    memcpy (body->text + body->size, data, take);
-    body->size += take;
-    body->text[body->size] = '\0';
-    return bytes;
-}
-
-//  GET url within timeout_ms; the status (0: none) and the body.
-static long
-s_get (const char *url, s_body_t *body, long timeout_ms)
-{
-    CURL *curl = curl_easy_init ();
-    if (!curl)
-        return 0;
-    body->size = 0;
-    body->text[0] = '\0';
-    curl_easy_setopt (curl, CURLOPT_URL, url);
-    curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_body_write);
-    curl_easy_setopt (curl, CURLOPT_WRITEDATA, body);
-    long status = 0;
-    if (curl_easy_perform (curl) == CURLE_OK)
-        curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup (curl);
-    return status;
-}
-
-//  --------------------------------------------------------------------------
-long
-chaos_mesh_user_workers (chaos_mesh_t *self)
-{
-    char url[96];
-    snprintf (url, sizeof url, "http://127.0.0.1:%d/metrics", self->admin_port);
-    s_body_t *body = mesh_alloc (sizeof (s_body_t));
-    long workers = -1;
-    if (s_get (url, body, 1000) == 200) {
-        const char *line = strstr (body->text, "\nmesh_broker_workers{service=\"user\"} ");
-        if (line)
-            workers = strtol (strchr (line, '}') + 2, NULL, 10);
-        else
-            workers = 0;
-    }
-    free (body);
-    return workers;
 }
 
 //  Registrations of a `user` worker the broker has logged so far.
@@ -334,15 +275,7 @@ chaos_mesh_start (chaos_mesh_t *self, char *why, size_t size)
     for (size_t index = 0; index < sizeof order / sizeof order[0]; index++)
         if (!chaos_mesh_start_role (self, order[index], why, size))
             return false;
-    char url[96];
-    snprintf (url, sizeof url, "%s/ready", self->base);
-    s_body_t *body = mesh_alloc (sizeof (s_body_t));
-    int64_t until = mesh_mono_ms () + S_READY_MS;
-    bool ready = false;
-    while (!ready && mesh_mono_ms () < until)
-        ready = s_get (url, body, 1000) == 200;
-    free (body);
-    if (!ready) {
+    if (!mesh_test_wait_ready (self->base, 200, S_READY_MS)) {
         snprintf (why, size, "the gateway's /ready did not answer 200 within %d ms", S_READY_MS);
         return false;
     }

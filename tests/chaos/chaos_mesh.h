@@ -81,9 +81,6 @@ void chaos_mesh_signal (chaos_mesh_t *self, chaos_role_t role, int signal);
 //  The gateway's base URL, http://127.0.0.1:port.
 const char *chaos_mesh_base (const chaos_mesh_t *self);
 
-//  Workers of service `user` the broker counts now (-1: no answer).
-long chaos_mesh_user_workers (chaos_mesh_t *self);
-
 //  Memory of `role` so far (copied under the sampler's lock).
 chaos_rss_t chaos_mesh_rss (chaos_mesh_t *self, chaos_role_t role);
 

@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #define S_CLIENTS 4
-#define S_CLIENT_RATE 15     //  Operations per second per steady client (CHAOS_RATE)
+#define S_CLIENT_RATE 15    //  Operations per second per steady client (CHAOS_RATE)
 #define S_RATE_LIMIT 100    //  Per caller per second, at least 4x a client's rate
 #define S_HEARTBEAT_MS 1000 //  As scripts/run; liveness 3
 #define S_LIVENESS 3
@@ -70,25 +70,10 @@ typedef struct {
     int target; //  Which mesh-user, where it matters
 } s_planned_t;
 
-static uint64_t
-s_random (uint64_t *state)
-{
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 2685821657736338717ULL;
-}
-
 static void
 s_sleep_until (int64_t epoch, int64_t at_ms)
 {
-    int64_t wait = epoch + at_ms - mesh_mono_ms ();
-    if (wait > 0) {
-        struct timespec pause = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000L};
-        nanosleep (&pause, NULL);
-    }
+    chaos_sleep_ms (epoch + at_ms - mesh_mono_ms ());
 }
 
 //  Read a token file (one line) into a fresh string.
@@ -125,7 +110,7 @@ s_plan (uint64_t seed, int64_t load_ms, s_planned_t *plan, size_t capacity)
         for (int kind = 0; kind < S_FAULT_KINDS; kind++)
             order[kind] = (s_fault_kind_t)kind;
         for (int index = S_FAULT_KINDS - 1; index > 0; index--) {
-            int other = (int)(s_random (&state) % (uint64_t)(index + 1));
+            int other = (int)(chaos_random (&state) % (uint64_t)(index + 1));
             s_fault_kind_t swap = order[index];
             order[index] = order[other];
             order[other] = swap;
@@ -135,7 +120,7 @@ s_plan (uint64_t seed, int64_t load_ms, s_planned_t *plan, size_t capacity)
             plan[slot] = (s_planned_t){
                 .kind = order[index],
                 .at_ms = S_LEAD_MS + (int64_t)slot * spacing,
-                .target = (int)(s_random (&state) % CHAOS_USERS),
+                .target = (int)(chaos_random (&state) % CHAOS_USERS),
             };
         }
     }
@@ -170,13 +155,6 @@ s_restart (s_run_t *run, chaos_role_t role, chaos_fault_t *fault)
     }
 }
 
-static void
-s_pause_ms (int64_t ms)
-{
-    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    nanosleep (&pause, NULL);
-}
-
 //  Inject one fault and wait until it is over.
 static void
 s_inject (s_run_t *run, const s_planned_t *planned, chaos_fault_t *fault)
@@ -187,35 +165,32 @@ s_inject (s_run_t *run, const s_planned_t *planned, chaos_fault_t *fault)
     fault->target_ms = 5000;
     switch (planned->kind) {
     case S_KILL_USER:
-        snprintf (fault->target, sizeof fault->target, "%s", chaos_role_name (user));
-        fault->target_ms = S_HEARTBEAT_MS * S_LIVENESS + 1000;
-        chaos_mesh_kill (run->mesh, user);
-        s_pause_ms (1000);
-        s_restart (run, user, fault);
-        break;
     case S_KILL_AUDIT:
-        snprintf (fault->target, sizeof fault->target, "mesh-audit");
-        chaos_mesh_kill (run->mesh, CHAOS_AUDIT);
-        s_pause_ms (1000);
-        s_restart (run, CHAOS_AUDIT, fault);
-        break;
     case S_KILL_GATEWAY:
-        snprintf (fault->target, sizeof fault->target, "mesh-gateway");
-        chaos_mesh_kill (run->mesh, CHAOS_GATEWAY);
-        s_restart (run, CHAOS_GATEWAY, fault);
+    case S_KILL_BROKER: {
+        //  SIGKILL, down a moment (the gateway not at all), then started
+        //  again on its old ports
+        chaos_role_t role = planned->kind == S_KILL_USER      ? user
+                            : planned->kind == S_KILL_AUDIT   ? CHAOS_AUDIT
+                            : planned->kind == S_KILL_GATEWAY ? CHAOS_GATEWAY
+                                                              : CHAOS_BROKER;
+        int64_t down_ms = planned->kind == S_KILL_GATEWAY  ? 0
+                          : planned->kind == S_KILL_BROKER ? 500
+                                                           : 1000;
+        if (planned->kind == S_KILL_USER)
+            fault->target_ms = S_HEARTBEAT_MS * S_LIVENESS + 1000;
+        snprintf (fault->target, sizeof fault->target, "%s", chaos_role_name (role));
+        chaos_mesh_kill (run->mesh, role);
+        chaos_sleep_ms (down_ms);
+        s_restart (run, role, fault);
         break;
-    case S_KILL_BROKER:
-        snprintf (fault->target, sizeof fault->target, "mesh-broker");
-        chaos_mesh_kill (run->mesh, CHAOS_BROKER);
-        s_pause_ms (500);
-        s_restart (run, CHAOS_BROKER, fault);
-        break;
+    }
     case S_STOP_USER:
         //  Longer than heartbeat x liveness: the broker must give it up
         snprintf (fault->target, sizeof fault->target, "%s", chaos_role_name (user));
         fault->target_ms = S_HEARTBEAT_MS * S_LIVENESS + 1000;
         chaos_mesh_signal (run->mesh, user, SIGSTOP);
-        s_pause_ms (S_HEARTBEAT_MS * S_LIVENESS + 1500);
+        chaos_sleep_ms (S_HEARTBEAT_MS * S_LIVENESS + 1500);
         chaos_mesh_signal (run->mesh, user, SIGCONT);
         break;
     case S_RESTART_PG: {
@@ -327,7 +302,7 @@ Test (chaos, whole_mesh_under_faults)
     size_t planned = s_plan (seed, seconds * 1000, plan, sizeof plan / sizeof plan[0]);
     printf ("chaos: seed %" PRIu64
             ", %ld s of load by %d clients at %.0f ops/s each, %zu faults:\n",
-            seed, seconds, S_CLIENTS, (double) client_rate, planned);
+            seed, seconds, S_CLIENTS, (double)client_rate, planned);
     for (size_t index = 0; index < planned; index++)
         printf ("  %6.1f s  %s%s\n", (double)plan[index].at_ms / 1000.0,
                 s_fault_names[plan[index].kind],
@@ -342,7 +317,7 @@ Test (chaos, whole_mesh_under_faults)
         .keys_dir = keys,
         .database_url = database_url,
         .heartbeat_ms = S_HEARTBEAT_MS,
-        .rate_limit = client_rate * 4 > S_RATE_LIMIT ? (int) client_rate * 4 : S_RATE_LIMIT,
+        .rate_limit = client_rate * 4 > S_RATE_LIMIT ? (int)client_rate * 4 : S_RATE_LIMIT,
     };
     chaos_mesh_t *mesh = chaos_mesh_new (&config);
     cr_assert (mesh);
@@ -367,7 +342,7 @@ Test (chaos, whole_mesh_under_faults)
         .epoch = mesh_mono_ms (),
     };
     chaos_clients_t *clients = chaos_clients_new (run.base, (const char *const *)tokens, S_CLIENTS,
-                                                  (double) client_rate, seed, run.epoch);
+                                                  (double)client_rate, seed, run.epoch);
     cr_assert (clients);
     cr_assert (chaos_clients_start (clients, events_token));
 
@@ -401,7 +376,7 @@ Test (chaos, whole_mesh_under_faults)
         PQclear (result);
         if (read && unnumbered == 0 && audited == outbox)
             break;
-        s_pause_ms (200);
+        chaos_sleep_ms (200);
     }
     chaos_clients_events_until (clients, outbox, 30000);
     char exits[256];

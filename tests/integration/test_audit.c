@@ -103,6 +103,21 @@ s_start_audit (void)
     cr_assert_not_null (s_audit, "cannot start %s", bin);
 }
 
+//  GET `path` on mesh-audit's admin port until it answers 200 or timeout_ms
+//  passed; the last status (0: no answer).
+static long
+s_audit_admin_poll (const char *path, int timeout_ms)
+{
+    char url[192];
+    long status = 0;
+    snprintf (url, sizeof url, "http://%s%s", s_audit_admin, path);
+    int64_t until = mesh_mono_ms () + timeout_ms;
+    do
+        free (mesh_test_http_get (url, &status));
+    while (status != 200 && mesh_mono_ms () < until);
+    return status;
+}
+
 static void
 s_kill_audit (void)
 {
@@ -349,13 +364,7 @@ s_restart_audit_twice (size_t done)
         //  the new process serves. Its admin port opens after it blocked
         //  SIGTERM for its orderly stop; before that (a slow start, under
         //  TSan), SIGTERM would simply kill it.
-        char url[192];
-        long status = 0;
-        snprintf (url, sizeof url, "http://%s/healthz", s_audit_admin);
-        int64_t until = mesh_mono_ms () + 30000;
-        do
-            free (mesh_test_http_get (url, &status));
-        while (status != 200 && mesh_mono_ms () < until);
+        long status = s_audit_admin_poll ("/healthz", 30000);
         cr_assert_eq (status, 200, "the restarted mesh-audit never served /healthz");
     }
 }
@@ -470,14 +479,9 @@ Test (audit, late_subscriber_catches_up)
     s_start_audit ();
     s_expect_audit_is_outbox ();
     //  Readiness once caught up; the catch-up is counted
-    char url[192];
-    long status = 0;
-    snprintf (url, sizeof url, "http://%s/ready", s_audit_admin);
-    int64_t until = mesh_mono_ms () + 10000;
-    do
-        free (mesh_test_http_get (url, &status));
-    while (status != 200 && mesh_mono_ms () < until);
+    long status = s_audit_admin_poll ("/ready", 10000);
     cr_expect_eq (status, 200);
+    char url[192];
     snprintf (url, sizeof url, "http://%s/metrics", s_audit_admin);
     char *metrics = mesh_test_http_get (url, &status);
     cr_expect_eq (mesh_test_metric (metrics, "mesh_audit_catchup_events_total", NULL), 500,
@@ -497,21 +501,16 @@ Test (audit, garbage_on_the_stream_is_skipped)
     s_start_user (0, 2);
     s_start_audit ();
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "user", 2, 30000));
-    char url[192];
-    long status = 0;
-    snprintf (url, sizeof url, "http://%s/ready", s_audit_admin);
-    int64_t until = mesh_mono_ms () + 30000;
-    do
-        free (mesh_test_http_get (url, &status));
-    while (status != 200 && mesh_mono_ms () < until);
+    long status = s_audit_admin_poll ("/ready", 30000);
     cr_assert_eq (status, 200, "mesh-audit never ready");
+    char url[192];
 
     void *pub = mesh_test_sockets_open (s_sockets, ZMQ_PUB, s_broker.xsub);
     //  The subscription must reach this publisher before garbage counts:
     //  send until the audit service has counted some (bounded)
     snprintf (url, sizeof url, "http://%s/metrics", s_audit_admin);
     double frames = 0, packs = 0, fields = 0;
-    until = mesh_mono_ms () + 30000;
+    int64_t until = mesh_mono_ms () + 30000;
     while ((frames < 1 || packs < 1 || fields < 1) && mesh_mono_ms () < until) {
         zmq_send (pub, "user.created", 12, 0);                              //  One frame
         zmq_send (pub, "user.created", 12, ZMQ_SNDMORE);                    //  Three frames
