@@ -21,6 +21,7 @@
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_file.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_poll.h"
 #include "mesh/mesh_time.h"
 
 #include <assert.h>
@@ -186,7 +187,7 @@ s_daemon_start (gateway_t *self, const char *addr_text, bool tls, int *port, int
     *err = MESH_EINVAL;
     if (mesh_resolve_host_port (addr_text, &addr, port) != 0)
         return NULL;
-    //  No thread of MHD's own: its epoll fd joins our zmq_poll. Suspend and
+    //  No thread of MHD's own: its epoll fd joins our mesh_poll. Suspend and
     //  resume park connections that wait for the mesh.
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (addr.ss_family == AF_INET6)
@@ -382,13 +383,15 @@ s_probe_result (gateway_t *self, bool broker_up, gateway_service_state_t state)
     self->probe_due_ms = mesh_mono_ms () + self->cfg.probe_ms;
 }
 
-//  Take a probe's answer, expire it, or send the next one when due.
-static void
-s_probe (gateway_t *self, int64_t now_ms)
+//  Take a probe's answer (when `readable`), expire it, or send the next one
+//  when due. Returns whether it used the probe socket (which then is not
+//  settled for mesh_poll).
+static bool
+s_probe (gateway_t *self, int64_t now_ms, bool readable)
 {
     if (self->probe_in_flight) {
         mdp_frames_t frames;
-        if (mdp_frames_recv (&frames, self->probe, ZMQ_DONTWAIT) == 0) {
+        if (readable && mdp_frames_recv (&frames, self->probe, ZMQ_DONTWAIT) == 0) {
             //  "", MDPC01, mmi.service, "200" | "404"
             bool up = frames.count == 4 && mdp_frame_eq (&frames.frame[3], "200");
             mdp_frames_close (&frames);
@@ -398,10 +401,10 @@ s_probe (gateway_t *self, int64_t now_ms)
             s_probe_result (self, false, GATEWAY_SERVICE_UNKNOWN);
             s_probe_open (self);
         }
-        return;
+        return readable || !self->probe_in_flight;
     }
     if (now_ms < self->probe_due_ms)
-        return;
+        return false;
     const char *name = gateway__service_name (self->probing);
     const void *parts[] = { "", MDP_CLIENT, "mmi.service", name };
     size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen ("mmi.service"), strlen (name) };
@@ -411,6 +414,7 @@ s_probe (gateway_t *self, int64_t now_ms)
     }
     else
         self->probe_due_ms = now_ms + self->cfg.probe_ms;
+    return true;
 }
 
 //  Every outcome the mesh client has now.
@@ -444,7 +448,7 @@ s_take_events (gateway_t *self)
     }
 }
 
-//  Milliseconds to wait in zmq_poll: the nearest thing due.
+//  Milliseconds to wait in mesh_poll: the nearest thing due.
 static long
 s_wait_ms (gateway_t *self, int64_t now_ms, int64_t ping_due_ms, int retry_ms)
 {
@@ -493,11 +497,19 @@ gateway_run (gateway_t *self, int signal_fd)
     }
     int64_t ping_due_ms = mesh_mono_ms () + S_PING_MS;
     int64_t drain_until_ms = 0;
+    //  mesh_poll's settled sockets: the SUB is drained whenever it has
+    //  something and never sent on, so it is settled after the first turn;
+    //  the probe's DEALER unless s_probe used it; the client's by its account
+    bool sub_settled = false, probe_settled = false;
     while (true) {
         int64_t now_ms = mesh_mono_ms ();
         int retry_ms = gateway__send_retries (self, now_ms);
         items[4].socket = self->probe;  //  Replaced after a probe times out
-        if (zmq_poll (items, (int) count, s_wait_ms (self, now_ms, ping_due_ms, retry_ms)) < 0) {
+        uint32_t settled = (mesh_client_settled (self->client)? UINT32_C (1) << 1: 0)
+                         | (sub_settled? UINT32_C (1) << 2: 0)
+                         | (probe_settled? UINT32_C (1) << 4: 0);
+        if (mesh_poll (items, (int) count, s_wait_ms (self, now_ms, ping_due_ms, retry_ms),
+                       settled) < 0) {
             if (errno == EINTR)
                 continue;
             return MESH_EIO;
@@ -512,9 +524,13 @@ gateway_run (gateway_t *self, int signal_fd)
                 gateway_sse_end_all (self->sse);
             }
         }
-        s_take_replies (self);
-        s_take_events (self);
-        s_probe (self, now_ms);
+        //  Expired requests are outcomes too, with or without a reply waiting
+        if ((items[1].revents & ZMQ_POLLIN) || mesh_client_next_deadline_ms (self->client) == 0)
+            s_take_replies (self);
+        if (items[2].revents & ZMQ_POLLIN)
+            s_take_events (self);
+        sub_settled = true;
+        probe_settled = !s_probe (self, now_ms, items[4].revents & ZMQ_POLLIN);
         if (now_ms >= ping_due_ms) {
             gateway_sse_ping (self->sse);
             ping_due_ms = now_ms + S_PING_MS;

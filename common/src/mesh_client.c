@@ -48,6 +48,7 @@ struct mesh_client_s {
     char id_prefix[17];         //  Random per client: ids stay unique across clients
     uint64_t id_counter;        //  Next generated id
     uint64_t dropped;           //  Late or malformed replies dropped
+    bool settled;               //  Last use of the DEALER: a receive that found nothing
 };
 
 //  --------------------------------------------------------------------------
@@ -298,6 +299,7 @@ mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
     const void *parts[] = { "", MDP_CLIENT, call->service, self->buffer.data };
     size_t sizes[] = { 0, strlen (MDP_CLIENT), strlen (call->service), self->buffer.size };
     int rc = mdp_send_parts (self->dealer, ZMQ_DONTWAIT, 4, parts, sizes);
+    self->settled = false;
     if (rc) {
         s_entry_free (self, entry);
         return rc == MESH_EBUSY? MESH_EBUSY: MESH_EIO;
@@ -389,6 +391,7 @@ s_recv_body (mesh_client_t *self, zmq_msg_t *body)
 {
     mdp_frames_t frames;
     int rc = mdp_frames_recv (&frames, self->dealer, ZMQ_DONTWAIT);
+    self->settled = rc == MESH_ETIMEDOUT;
     if (rc)
         return rc;
     //  "", MDPC01, service, body: exactly one body frame for envelopes
@@ -513,6 +516,15 @@ mesh_client_socket (mesh_client_t *self)
 {
     assert (self);
     return self->dealer;
+}
+
+//  --------------------------------------------------------------------------
+//  Whether the DEALER is settled for mesh_poll.
+bool
+mesh_client_settled (const mesh_client_t *self)
+{
+    assert (self);
+    return self->settled;
 }
 
 //  --------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include "mesh/mdp.h"
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_poll.h"
 #include "mesh/mesh_time.h"
 
 #include <assert.h>
@@ -514,6 +515,9 @@ s_serve (mesh_worker_t *self)
     //  this bound (a broker that is dead or does not know the extension),
     //  or at a second stop request. 0: not leaving.
     int64_t leave_by_ms = 0;
+    //  mesh_poll: the DEALER is settled after a turn that neither read it
+    //  (it had nothing) nor sent on it
+    uint32_t settled = 0;
     while (true) {
         zmq_pollitem_t items[] = {
             { self->dealer, 0, ZMQ_POLLIN, 0 },
@@ -523,9 +527,11 @@ s_serve (mesh_worker_t *self)
         int64_t wait_ms = self->heartbeat_at_ms - now_ms;
         if (leave_by_ms && leave_by_ms - now_ms < wait_ms)
             wait_ms = leave_by_ms - now_ms;
-        if (zmq_poll (items, 2, (long) (wait_ms > 0? wait_ms: 0)) < 0 && errno != EINTR)
+        if (mesh_poll (items, 2, (long) (wait_ms > 0? wait_ms: 0), settled) < 0 && errno != EINTR)
             return MESH_EIO;
+        settled = 0;
         bool leave_now = false;
+        bool sent = items[1].revents & ZMQ_POLLIN;     //  Maybe LEAVING, below
         if ((items[1].revents & ZMQ_POLLIN) && s_stop_requested (self)) {
             if (leave_by_ms || s_send_leaving (self))
                 leave_now = true;
@@ -583,7 +589,10 @@ s_serve (mesh_worker_t *self)
         if (now_ms >= self->heartbeat_at_ms) {
             s_send_command (self, MDP_HEARTBEAT);
             self->heartbeat_at_ms = now_ms + self->cfg.heartbeat_ms;
+            sent = true;
         }
+        if (!sent && !(items[0].revents & ZMQ_POLLIN))
+            settled = 1;
     }
 }
 

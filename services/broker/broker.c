@@ -15,6 +15,7 @@
 #include "mesh/mesh_alloc.h"
 #include "mesh/mesh_envelope.h"
 #include "mesh/mesh_log.h"
+#include "mesh/mesh_poll.h"
 #include "mesh/mesh_time.h"
 
 #include <assert.h>
@@ -693,6 +694,9 @@ broker_run (broker_t *self, int stop_fd)
                                                             1 + BROKER_AUTH_MAX_MONITORS)
                                   : 0;
     int item_count = self->xsub || auth_count? 4 + (int) auth_count: 2;
+    //  mesh_poll: a socket the last turn neither read (it had nothing) nor
+    //  sent on is settled; none is before the first turn
+    uint32_t settled = 0;
     while (true) {
         int64_t now_ms = mesh_mono_ms ();
         int64_t wait_ms = heartbeat_at_ms - now_ms;
@@ -700,7 +704,7 @@ broker_run (broker_t *self, int stop_fd)
             wait_ms = expiry_scan_at_ms - now_ms;
         if (self->queued_total && queue_scan_at_ms - now_ms < wait_ms)
             wait_ms = queue_scan_at_ms - now_ms;
-        if (zmq_poll (items, item_count, (long) (wait_ms > 0? wait_ms: 0)) < 0) {
+        if (mesh_poll (items, item_count, (long) (wait_ms > 0? wait_ms: 0), settled) < 0) {
             if (errno == EINTR)
                 continue;
             mesh_log_kv (MESH_LOG_ERROR, "poll failed", "error", zmq_strerror (errno), NULL);
@@ -727,18 +731,31 @@ broker_run (broker_t *self, int stop_fd)
                               s_forward (self, self->xpub, self->xsub));
 
         now_ms = mesh_mono_ms ();
+        bool timers_ran = false;    //  They send on the ROUTER
         if (now_ms >= heartbeat_at_ms) {
             s_heartbeat (self, true);
             heartbeat_at_ms = now_ms + self->cfg.heartbeat_ms;
             expiry_scan_at_ms = now_ms + expiry_scan_ms;
+            timers_ran = true;
         }
         else if (now_ms >= expiry_scan_at_ms) {
             s_heartbeat (self, false);
             expiry_scan_at_ms = now_ms + expiry_scan_ms;
+            timers_ran = true;
         }
         if (self->queued_total && now_ms >= queue_scan_at_ms) {
             broker__expire_queues (self);
             queue_scan_at_ms = now_ms + S_QUEUE_SCAN_MS;
+            timers_ran = true;
+        }
+        //  The event proxy reads one of its sockets and sends on the other
+        bool proxy_used = (items[2].revents | items[3].revents) & ZMQ_POLLIN;
+        settled = 0;
+        for (int index = 0; index < item_count; index++) {
+            bool used = (items[index].revents & ZMQ_POLLIN)
+                     || (index == 0 && timers_ran) || ((index == 2 || index == 3) && proxy_used);
+            if (!used)
+                settled |= UINT32_C (1) << index;
         }
     }
     mesh_log_kv (MESH_LOG_INFO, "broker stopping: DISCONNECT to every worker", NULL);

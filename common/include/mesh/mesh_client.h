@@ -18,6 +18,7 @@
 #include "mesh/mesh_err.h"
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define MESH_CLIENT_DEFAULT_TIMEOUT_MS 5000
@@ -93,6 +94,12 @@ size_t
 //  call mesh_client_recv with timeout 0). Borrowed.
 void *
     mesh_client_socket (mesh_client_t *self);
+
+//  True when the DEALER is settled for mesh_poll: the client's last use of
+//  it was a receive that found nothing (mesh_client_recv returned
+//  MESH_ETIMEDOUT), with no send since.
+bool
+    mesh_client_settled (const mesh_client_t *self);
 
 //  Milliseconds until the earliest pending deadline (0 if passed), or -1
 //  when nothing is pending. For callers that poll the socket themselves.
