@@ -20,7 +20,7 @@ s_socket_readable (void *socket)
     size_t size = sizeof events;
     if (zmq_getsockopt (socket, ZMQ_EVENTS, &events, &size) != 0)
         return -1;
-    return (events & ZMQ_POLLIN)? ZMQ_POLLIN: 0;
+    return (events & ZMQ_POLLIN) ? ZMQ_POLLIN : 0;
 }
 
 //  zmq_poll's mapping of a descriptor's poll(2) events.
@@ -54,9 +54,9 @@ mesh_poll (zmq_pollitem_t *items, int count, long timeout_ms, uint32_t settled)
         fds[index].revents = 0;
         if (!item->socket) {
             fds[index].fd = item->fd;
-            fds[index].events = (short) (((item->events & ZMQ_POLLIN)? POLLIN: 0)
-                                         | ((item->events & ZMQ_POLLOUT)? POLLOUT: 0)
-                                         | ((item->events & ZMQ_POLLPRI)? POLLPRI: 0));
+            fds[index].events = (short)(((item->events & ZMQ_POLLIN) ? POLLIN : 0) |
+                                        ((item->events & ZMQ_POLLOUT) ? POLLOUT : 0) |
+                                        ((item->events & ZMQ_POLLPRI) ? POLLPRI : 0));
             continue;
         }
         //  Only ZMQ_POLLIN: no loop of the mesh waits to send
@@ -69,25 +69,28 @@ mesh_poll (zmq_pollitem_t *items, int count, long timeout_ms, uint32_t settled)
             int readable = s_socket_readable (item->socket);
             if (readable < 0)
                 return -1;
-            item->revents = (short) readable;
+            item->revents = (short)readable;
             ready = ready || readable;
         }
     }
     //  A socket with a message already: only look at the descriptors
-    int wait_ms = ready? 0: timeout_ms < 0? -1: timeout_ms > INT_MAX? INT_MAX: (int) timeout_ms;
-    if (poll (fds, (nfds_t) count, wait_ms) < 0)
+    int wait_ms = ready                  ? 0
+                  : timeout_ms < 0       ? -1
+                  : timeout_ms > INT_MAX ? INT_MAX
+                                         : (int)timeout_ms;
+    if (poll (fds, (nfds_t)count, wait_ms) < 0)
         return -1;
     int with_events = 0;
     for (int index = 0; index < count; index++) {
         zmq_pollitem_t *item = &items[index];
         if (!item->socket)
-            item->revents = (short) (s_fd_revents (fds[index].revents) & (item->events | ZMQ_POLLERR));
-        else
-        if ((fds[index].revents & POLLIN) && !item->revents && (item->events & ZMQ_POLLIN)) {
+            item->revents =
+                (short)(s_fd_revents (fds[index].revents) & (item->events | ZMQ_POLLERR));
+        else if ((fds[index].revents & POLLIN) && !item->revents && (item->events & ZMQ_POLLIN)) {
             int readable = s_socket_readable (item->socket);
             if (readable < 0)
                 return -1;
-            item->revents = (short) readable;
+            item->revents = (short)readable;
         }
         if (item->revents)
             with_events++;

@@ -14,8 +14,8 @@
 #include <zmq.h>
 
 static mesh_test_sockets_t *s_sockets;
-static void *s_receiver;        //  DEALER, bound
-static void *s_sender;          //  DEALER, connected
+static void *s_receiver; //  DEALER, bound
+static void *s_sender;   //  DEALER, connected
 
 static void
 s_setup (void)
@@ -58,11 +58,11 @@ Test (mesh_poll, settled_socket_wakes_when_a_message_arrives)
 {
     s_settle ();
     cr_assert_eq (zmq_send (s_sender, "next", 4, 0), 4);
-    zmq_pollitem_t items[] = { { s_receiver, 0, ZMQ_POLLIN, 0 } };
+    zmq_pollitem_t items[] = {{s_receiver, 0, ZMQ_POLLIN, 0}};
     //  The message comes through the I/O thread while mesh_poll sleeps on
     //  the socket's ZMQ_FD; a lost wake-up would end in the timeout (rc 0)
     int rc = mesh_poll (items, 1, 5000, 1);
-    for (int turn = 0; rc == 0 && turn < 3; turn++)     //  A command without a message
+    for (int turn = 0; rc == 0 && turn < 3; turn++) //  A command without a message
         rc = mesh_poll (items, 1, 5000, 1);
     cr_assert_eq (rc, 1);
     cr_assert (items[0].revents & ZMQ_POLLIN);
@@ -80,7 +80,7 @@ Test (mesh_poll, unsettled_socket_reports_a_message_already_waiting)
     cr_assert_eq (zmq_recv (s_receiver, buffer, sizeof buffer, 0), 3);
     //  "two" may sit in the pipe with no command left to announce it:
     //  unsettled, mesh_poll asks ZMQ_EVENTS and finds it
-    zmq_pollitem_t items[] = { { s_receiver, 0, ZMQ_POLLIN, 0 } };
+    zmq_pollitem_t items[] = {{s_receiver, 0, ZMQ_POLLIN, 0}};
     int rc = 0;
     for (int turn = 0; rc == 0 && turn < 3; turn++)
         rc = mesh_poll (items, 1, 5000, 0);
@@ -93,7 +93,7 @@ Test (mesh_poll, unsettled_socket_reports_a_message_already_waiting)
 Test (mesh_poll, settled_socket_without_messages_times_out)
 {
     s_settle ();
-    zmq_pollitem_t items[] = { { s_receiver, 0, ZMQ_POLLIN, 0 } };
+    zmq_pollitem_t items[] = {{s_receiver, 0, ZMQ_POLLIN, 0}};
     cr_assert_eq (mesh_poll (items, 1, 20, 1), 0);
     cr_assert_eq (items[0].revents, 0);
     cr_assert_eq (mesh_poll (items, 1, 0, 0), 0);
@@ -105,9 +105,9 @@ Test (mesh_poll, descriptors_report_their_events_next_to_sockets)
     int fds[2];
     cr_assert_eq (pipe (fds), 0);
     zmq_pollitem_t items[] = {
-        { s_receiver, 0, ZMQ_POLLIN, 0 },
-        { NULL, fds[0], ZMQ_POLLIN, 0 },
-        { NULL, -1, ZMQ_POLLIN, 0 },            //  Skipped, as poll(2) skips it
+        {s_receiver, 0, ZMQ_POLLIN, 0},
+        {NULL, fds[0], ZMQ_POLLIN, 0},
+        {NULL, -1, ZMQ_POLLIN, 0}, //  Skipped, as poll(2) skips it
     };
     cr_assert_eq (mesh_poll (items, 3, 0, 1), 0);
     cr_assert_eq (write (fds[1], "x", 1), 1);
