@@ -485,6 +485,7 @@ gateway_run (gateway_t *self, int signal_fd)
         { self->sub, 0, ZMQ_POLLIN, 0 },
         { NULL, signal_fd, ZMQ_POLLIN, 0 },
         { self->probe, 0, ZMQ_POLLIN, 0 },
+        { mesh_client_monitor_socket (self->client), 0, ZMQ_POLLIN, 0 },
         { NULL, -1, ZMQ_POLLIN, 0 },    //  The admin server's epoll fd, when there is one
     };
     size_t count = sizeof items / sizeof items[0] - 1;
@@ -497,9 +498,10 @@ gateway_run (gateway_t *self, int signal_fd)
     }
     int64_t ping_due_ms = mesh_mono_ms () + S_PING_MS;
     int64_t drain_until_ms = 0;
-    //  mesh_poll's settled sockets: the SUB is drained whenever it has
-    //  something and never sent on, so it is settled after the first turn;
-    //  the probe's DEALER unless s_probe used it; the client's by its account
+    //  mesh_poll's settled sockets: the SUB and the client's monitor are
+    //  drained whenever they have something and never sent on, so they are
+    //  settled after the first turn; the probe's DEALER unless s_probe used
+    //  it; the client's DEALER by its account
     bool sub_settled = false, probe_settled = false;
     while (true) {
         int64_t now_ms = mesh_mono_ms ();
@@ -507,7 +509,8 @@ gateway_run (gateway_t *self, int signal_fd)
         items[4].socket = self->probe;  //  Replaced after a probe times out
         uint32_t settled = (mesh_client_settled (self->client)? UINT32_C (1) << 1: 0)
                          | (sub_settled? UINT32_C (1) << 2: 0)
-                         | (probe_settled? UINT32_C (1) << 4: 0);
+                         | (probe_settled? UINT32_C (1) << 4: 0)
+                         | (sub_settled? UINT32_C (1) << 5: 0);
         if (mesh_poll (items, (int) count, s_wait_ms (self, now_ms, ping_due_ms, retry_ms),
                        settled) < 0) {
             if (errno == EINTR)
@@ -523,6 +526,15 @@ gateway_run (gateway_t *self, int signal_fd)
                 drain_until_ms = now_ms + self->cfg.drain_ms;
                 gateway_sse_end_all (self->sse);
             }
+        }
+        //  A broker that died took the requests in flight: they come due now
+        //  as unavailable, and those that may be retried are
+        if (items[5].revents & ZMQ_POLLIN) {
+            char in_flight[24];
+            snprintf (in_flight, sizeof in_flight, "%zu", mesh_client_pending (self->client));
+            if (mesh_client_watch (self->client) > 0)
+                mesh_log_kv (MESH_LOG_WARN, "the connection to the broker closed", "in_flight",
+                             in_flight, NULL);
         }
         //  Expired requests are outcomes too, with or without a reply waiting
         if ((items[1].revents & ZMQ_POLLIN) || mesh_client_next_deadline_ms (self->client) == 0)

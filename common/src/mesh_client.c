@@ -4,6 +4,10 @@
     min-heap by local deadline (for expiry), so both a reply and the
     earliest deadline are found without scanning. Local deadlines use the
     monotonic clock; the envelope carries the same deadline in unix ms.
+    A monitor on the DEALER tells when a connection that finished its
+    handshake closes: a broker that died took every request sent before
+    with it, so those come due at once as unavailable (after the replies
+    that did arrive are taken) instead of at their deadlines.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
 #include "mesh/mesh_client.h"
@@ -24,14 +28,21 @@
 typedef struct {
     char id[MESH_ENVELOPE_MAX_ID + 1];  //  Hash key (the hash borrows it)
     void *tag;                  //  Caller's pointer
-    int64_t deadline_mono_ms;   //  Local expiry
+    int64_t deadline_mono_ms;   //  Local expiry (0 once lost)
     size_t heap_index;          //  Position in self->heap, or the free-list link
+    uint64_t seq;               //  Order of sending, against lost_before
+    bool lost;                  //  The connection it went out on closed
 } s_pending_t;
 
 struct mesh_client_s {
     void *context;              //  ZeroMQ context, owned when own_context
     bool own_context;           //  We made the context
     void *dealer;               //  DEALER to the broker, owned
+    void *monitor;              //  PAIR with the DEALER's connection events, owned
+    bool connected;             //  A connection finished its handshake and is open
+    bool lost;                  //  One closed since: requests sent before it are lost
+    uint64_t lost_before;       //  ... those with a seq below this
+    uint64_t send_seq;          //  Next request's seq
     zhashx_t *pending;          //  id -> s_pending_t (entries owned by the client)
     s_pending_t **spare;        //  Finished entries kept for reuse
     size_t spare_size;          //  Entries in spare
@@ -164,6 +175,22 @@ mesh_client_new_curve (void *zmq_context, const char *endpoint, const mesh_curve
     zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    //  Watch before connecting, so the first handshake is seen
+    char monitor_endpoint[64];
+    snprintf (monitor_endpoint, sizeof monitor_endpoint, "inproc://mesh-client-%s-%p",
+              self->id_prefix, (void *) self);
+    if (zmq_socket_monitor (self->dealer, monitor_endpoint,
+                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED)
+        != 0) {
+        *err = MESH_EIO;
+        goto fail;
+    }
+    self->monitor = zmq_socket (self->context, ZMQ_PAIR);
+    if (!self->monitor || zmq_connect (self->monitor, monitor_endpoint) != 0) {
+        *err = MESH_EIO;
+        goto fail;
+    }
+    zmq_setsockopt (self->monitor, ZMQ_LINGER, &linger, sizeof linger);
     if (mesh_curve_connect (curve, self->dealer, endpoint) != 0) {
         *err = MESH_EINVAL;
         goto fail;
@@ -183,6 +210,8 @@ mesh_client_destroy (mesh_client_t **self_p)
     assert (self_p);
     if (*self_p) {
         mesh_client_t *self = *self_p;
+        if (self->monitor)
+            zmq_close (self->monitor);
         if (self->dealer)
             zmq_close (self->dealer);
         if (self->own_context && self->context)
@@ -278,6 +307,8 @@ mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
     int timeout_ms = call->timeout_ms > 0? call->timeout_ms: MESH_CLIENT_DEFAULT_TIMEOUT_MS;
     entry->tag = call->tag;
     entry->deadline_mono_ms = mesh_mono_ms () + timeout_ms;
+    entry->seq = self->send_seq++;
+    entry->lost = false;
 
     msgpack_sbuffer_clear (&self->buffer);
     msgpack_packer packer;
@@ -322,19 +353,46 @@ s_complete (mesh_client_t *self, s_pending_t *entry, mesh_reply_t *reply)
     s_entry_free (self, entry);
 }
 
-//  Report the earliest pending request as deadline_exceeded if its time
-//  has come. Returns true when it did.
+//  Report `entry`, which came due without a reply: deadline_exceeded, or
+//  unavailable when its connection closed under it.
+static void
+s_report_due (mesh_client_t *self, s_pending_t *entry, mesh_reply_t *reply)
+{
+    memset (reply, 0, sizeof *reply);
+    bool lost = entry->lost;
+    s_complete (self, entry, reply);
+    reply->code = lost? MESH_CODE_UNAVAILABLE: MESH_CODE_DEADLINE_EXCEEDED;
+    reply->message.ptr = lost? "the connection to the broker closed with the request in flight"
+                             : "no reply before the deadline";
+    reply->message.len = strlen (reply->message.ptr);
+}
+
+//  Report the earliest pending request if its time has come. Returns true
+//  when it did.
 static bool
 s_expire_one (mesh_client_t *self, mesh_reply_t *reply, int64_t now_ms)
 {
     if (self->heap_size == 0 || self->heap[0]->deadline_mono_ms > now_ms)
         return false;
-    memset (reply, 0, sizeof *reply);
-    s_complete (self, self->heap[0], reply);
-    reply->code = MESH_CODE_DEADLINE_EXCEEDED;
-    reply->message.ptr = "no reply before the deadline";
-    reply->message.len = strlen (reply->message.ptr);
+    s_report_due (self, self->heap[0], reply);
     return true;
+}
+
+//  The DEALER is drained after a connection closed: every request sent
+//  before it comes due now. Replies that made it were taken first.
+static void
+s_mark_lost (mesh_client_t *self)
+{
+    self->lost = false;
+    for (s_pending_t *entry = zhashx_first (self->pending); entry;
+         entry = zhashx_next (self->pending)) {
+        if (entry->seq >= self->lost_before || entry->lost)
+            continue;
+        s_heap_remove (self, entry);
+        entry->lost = true;
+        entry->deadline_mono_ms = 0;
+        s_heap_push (self, entry);
+    }
 }
 
 //  Take ownership of `frame` as the current reply and decode it. If it
@@ -426,11 +484,7 @@ s_next_outcome (mesh_client_t *self, mesh_reply_t *reply, int timeout_ms, const 
         if (only_id) {
             s_pending_t *entry = zhashx_lookup (self->pending, only_id);
             if (entry && entry->deadline_mono_ms <= now_ms) {
-                memset (reply, 0, sizeof *reply);
-                s_complete (self, entry, reply);
-                reply->code = MESH_CODE_DEADLINE_EXCEEDED;
-                reply->message.ptr = "no reply before the deadline";
-                reply->message.len = strlen (reply->message.ptr);
+                s_report_due (self, entry, reply);
                 return 0;
             }
         }
@@ -454,6 +508,10 @@ s_next_outcome (mesh_client_t *self, mesh_reply_t *reply, int timeout_ms, const 
         }
         if (rc != MESH_ETIMEDOUT)
             return rc;
+        if (self->lost) {
+            s_mark_lost (self);
+            continue;
+        }
 
         //  Nothing waiting: sleep on the socket until a reply, the earliest
         //  deadline, or the caller's timeout.
@@ -469,9 +527,14 @@ s_next_outcome (mesh_client_t *self, mesh_reply_t *reply, int timeout_ms, const 
             if (wait_ms < 0 || left_ms < wait_ms)
                 wait_ms = left_ms;
         }
-        zmq_pollitem_t item = { self->dealer, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, (long) (wait_ms < 0? 0: wait_ms)) < 0)
+        zmq_pollitem_t items[] = {
+            { self->dealer, 0, ZMQ_POLLIN, 0 },
+            { self->monitor, 0, ZMQ_POLLIN, 0 },
+        };
+        if (zmq_poll (items, 2, (long) (wait_ms < 0? 0: wait_ms)) < 0)
             return errno == EINTR? MESH_EINTR: MESH_EIO;
+        if (items[1].revents & ZMQ_POLLIN)
+            mesh_client_watch (self);
     }
 }
 
@@ -492,6 +555,9 @@ mesh_client_call (mesh_client_t *self, const mesh_call_t *call, mesh_reply_t *re
 {
     assert (self);
     assert (reply);
+    //  A close seen since the last wait is older than this request, which
+    //  then waits in the queue for the next connection
+    mesh_client_watch (self);
     char id[MESH_ENVELOPE_MAX_ID + 1];
     int rc = mesh_client_send (self, call, id);
     if (rc)
@@ -528,11 +594,52 @@ mesh_client_settled (const mesh_client_t *self)
 }
 
 //  --------------------------------------------------------------------------
+//  The PAIR with the DEALER's connection events, for zmq_poll.
+void *
+mesh_client_monitor_socket (mesh_client_t *self)
+{
+    assert (self);
+    return self->monitor;
+}
+
+//  --------------------------------------------------------------------------
+//  Read the connection events waiting on the monitor.
+int
+mesh_client_watch (mesh_client_t *self)
+{
+    assert (self);
+    int closed = 0;
+    mdp_frames_t frames;
+    while (mdp_frames_recv (&frames, self->monitor, ZMQ_DONTWAIT) == 0) {
+        //  Frame 1: the event (16 bits) and its value (32 bits); 2: endpoint
+        uint16_t event = 0;
+        if (frames.count >= 1 && zmq_msg_size (&frames.frame[0]) >= sizeof event)
+            memcpy (&event, zmq_msg_data (&frames.frame[0]), sizeof event);
+        mdp_frames_close (&frames);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            self->connected = true;
+        else
+        if (event == ZMQ_EVENT_DISCONNECTED && self->connected) {
+            //  A connection that never finished its handshake carried
+            //  nothing: what waits in the DEALER's queue goes out on the next
+            self->connected = false;
+            self->lost = true;
+            self->lost_before = self->send_seq;
+            self->settled = false;
+            closed++;
+        }
+    }
+    return closed;
+}
+
+//  --------------------------------------------------------------------------
 //  Milliseconds until the earliest pending deadline, or -1.
 int
 mesh_client_next_deadline_ms (const mesh_client_t *self)
 {
     assert (self);
+    if (self->lost && self->heap_size)
+        return 0;
     if (self->heap_size == 0)
         return -1;
     int64_t left = self->heap[0]->deadline_mono_ms - mesh_mono_ms ();

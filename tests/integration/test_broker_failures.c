@@ -2,7 +2,8 @@
     test_broker_failures - the broker answers for the mesh when things break
     Real processes on loopback: a mesh-broker, echo workers, libmesh clients
     and raw DEALER sockets. Covers a worker killed while it holds a request,
-    a broker killed and restarted on the same ports, MMI answers, the queue
+    a broker killed and restarted on the same ports, requests in flight when
+    the broker dies (answered unavailable at once), MMI answers, the queue
     bound, requests that expire in the queue, and services without workers.
     Where the libmesh client would report an outcome itself (it expires
     requests locally at their deadline), a raw DEALER with a hand-packed
@@ -114,48 +115,18 @@ s_raw_client (void)
     return mesh_test_sockets_open (s_sockets, ZMQ_DEALER, s_broker.endpoint);
 }
 
-//  A worker in a child process on a raw DEALER: READY, then heartbeats
-//  every heartbeat_ms and never answers a request. It stays alive in the
-//  broker's eyes for as long as it runs, so a request it holds can only
-//  come back through its death. It dies with the test process and gives
-//  up by itself after two minutes.
-static pid_t
-s_holder_start (const char *endpoint, const char *service, int heartbeat_ms)
+//  Wait until `client` has seen its connection to the broker close.
+static bool
+s_wait_close_seen (mesh_client_t *client, int timeout_ms)
 {
-    fflush (NULL);
-    pid_t pid = fork ();
-    cr_assert_geq (pid, 0, "fork failed");
-    if (pid > 0)
-        return pid;
-    prctl (PR_SET_PDEATHSIG, SIGKILL);
-    void *context = zmq_ctx_new ();
-    void *dealer = zmq_socket (context, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect (dealer, endpoint) != 0)
-        _exit (1);
-    unsigned char command = MDP_READY;
-    const void *ready[] = { "", MDP_WORKER, &command, service };
-    size_t ready_sizes[] = { 0, strlen (MDP_WORKER), 1, strlen (service) };
-    mdp_send_parts (dealer, 0, 4, ready, ready_sizes);
-    int64_t give_up_ms = mesh_mono_ms () + 120000;
-    int64_t heartbeat_at_ms = mesh_mono_ms () + heartbeat_ms;
-    while (mesh_mono_ms () < give_up_ms) {
-        int64_t wait_ms = heartbeat_at_ms - mesh_mono_ms ();
-        zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
-        zmq_poll (&item, 1, (long) (wait_ms > 0? wait_ms: 0));
-        mdp_frames_t frames;
-        while (mdp_frames_recv (&frames, dealer, ZMQ_DONTWAIT) == 0)
-            mdp_frames_close (&frames);     //  Requests are held forever
-        if (mesh_mono_ms () >= heartbeat_at_ms) {
-            command = MDP_HEARTBEAT;
-            const void *beat[] = { "", MDP_WORKER, &command };
-            size_t beat_sizes[] = { 0, strlen (MDP_WORKER), 1 };
-            mdp_send_parts (dealer, ZMQ_DONTWAIT, 3, beat, beat_sizes);
-            heartbeat_at_ms = mesh_mono_ms () + heartbeat_ms;
-        }
+    int64_t until_ms = mesh_mono_ms () + timeout_ms;
+    while (mesh_mono_ms () < until_ms) {
+        zmq_pollitem_t item = { mesh_client_monitor_socket (client), 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&item, 1, 50);
+        if (mesh_client_watch (client) > 0)
+            return true;
     }
-    _exit (0);
+    return false;
 }
 
 //  "PID/0" of the echo worker `proc` (what whoami answers).
@@ -190,7 +161,7 @@ s_assert_whoami (const char *who, int attempt)
 Test (broker_failures, sigkilled_worker_holding_a_request_is_answered_unavailable)
 {
     cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
-    s_holder = s_holder_start (s_broker.endpoint, "echo", S_HEARTBEAT_MS);
+    s_holder = mesh_test_holder_start (s_broker.endpoint, "echo", S_HEARTBEAT_MS);
     cr_assert (s_wait_state ("echo", 1, 0, -1, 10000, NULL), "holder did not register");
 
     //  Client made after the fork: the child never shares its context
@@ -306,8 +277,10 @@ Test (broker_failures, workers_reregister_after_broker_restart)
     mesh_proc_signal (s_broker.proc, SIGKILL);
     cr_assert (mesh_proc_wait_exit (s_broker.proc, 5000, NULL), "broker did not die");
     mesh_proc_destroy (&s_broker.proc);
+    cr_assert (s_wait_close_seen (s_client, 10000), "the client never saw the broker go");
 
-    //  No broker: the call ends at its deadline, never later
+    //  No broker: a call waits in the queue (it was never sent on the
+    //  closed connection, so it is not lost) and ends at its deadline
     call.timeout_ms = 1000;
     int64_t start_ms = mesh_mono_ms ();
     cr_assert_eq (mesh_client_call (s_client, &call, &reply), 0);
@@ -316,10 +289,18 @@ Test (broker_failures, workers_reregister_after_broker_restart)
     cr_assert_geq (elapsed_ms, 990, "gave up after %" PRId64 " ms, before its deadline",
                    elapsed_ms);
     cr_assert_lt (elapsed_ms, 1000 + 500, "took %" PRId64 " ms", elapsed_ms);
+    //  One more that the next broker must serve
+    mesh_call_t queued = { .service = "echo", .method = "echo", .timeout_ms = 20000 };
+    char queued_id[MESH_ENVELOPE_MAX_ID + 1];
+    cr_assert_eq (mesh_client_send (s_client, &queued, queued_id), 0);
 
     //  Same ports (s_broker.port is set); workers find it by themselves
     int64_t restart_ms = mesh_mono_ms ();
     cr_assert (mesh_test_broker_start (&s_broker, S_HEARTBEAT_MS, NULL), "restart failed");
+    cr_assert_eq (mesh_client_recv (s_client, &reply, 20000), 0, "no outcome for the queued call");
+    cr_assert_str_eq (reply.id, queued_id);
+    cr_assert_eq (reply.code, MESH_CODE_OK, "the queued call: %s %.*s",
+                  mesh_code_name (reply.code), (int) reply.message.len, reply.message.ptr);
     int64_t until_ms = restart_ms + 5000;
     call.timeout_ms = 300;
     bool served = false;
@@ -352,6 +333,102 @@ Test (broker_failures, workers_reregister_after_broker_restart)
                 seen[index] = true;
     }
     cr_assert (seen[0] && seen[1], "not both workers served after the restart");
+}
+
+//  A request a worker holds when the broker dies cannot be answered any
+//  more: the client says so as soon as the connection closes, not at the
+//  request's deadline 30 s later.
+Test (broker_failures, request_in_flight_when_the_broker_dies_is_unavailable_at_once)
+{
+    cr_assert (s_broker_start (S_HEARTBEAT_MS, NULL), "broker did not start");
+    s_holder = mesh_test_holder_start (s_broker.endpoint, "hold", S_HEARTBEAT_MS);
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "hold", 1, 10000));
+    s_client = mesh_client_new (NULL, s_broker.endpoint, NULL);
+    cr_assert_not_null (s_client);
+    mesh_call_t call = { .service = "hold", .method = "hold", .timeout_ms = 30000 };
+    char held_id[MESH_ENVELOPE_MAX_ID + 1];
+    cr_assert_eq (mesh_client_send (s_client, &call, held_id), 0);
+    cr_assert (s_wait_state ("hold", 1, 1, -1, 10000, NULL), "the holder never got the request");
+
+    int64_t kill_ms = mesh_mono_ms ();
+    mesh_proc_signal (s_broker.proc, SIGKILL);
+    mesh_reply_t reply;
+    cr_assert_eq (mesh_client_recv (s_client, &reply, 20000), 0, "no outcome at all");
+    int64_t elapsed_ms = mesh_mono_ms () - kill_ms;
+    cr_assert_str_eq (reply.id, held_id);
+    cr_assert_eq (reply.code, MESH_CODE_UNAVAILABLE, "got %s %.*s", mesh_code_name (reply.code),
+                  (int) reply.message.len, reply.message.ptr);
+    cr_assert_lt (elapsed_ms, 10000, "unavailable took %" PRId64 " ms after the kill",
+                  elapsed_ms);
+    cr_assert_eq (mesh_client_pending (s_client), 0);
+    cr_assert (mesh_proc_wait_exit (s_broker.proc, 5000, NULL), "broker did not die");
+    mesh_proc_destroy (&s_broker.proc);
+}
+
+//  The close is seen after the replies that came before it: a stand-in
+//  broker (a bare ROUTER) answers one of two requests, then closes.
+Test (broker_failures, replies_that_arrived_before_the_close_are_kept)
+{
+    void *context = zmq_ctx_new ();
+    void *router = zmq_socket (context, ZMQ_ROUTER);
+    int linger = 10000;             //  zmq_ctx_term sends the reply, then closes
+    zmq_setsockopt (router, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq (zmq_bind (router, "tcp://127.0.0.1:*"), 0);
+    char endpoint[64];
+    size_t endpoint_size = sizeof endpoint;
+    cr_assert_eq (zmq_getsockopt (router, ZMQ_LAST_ENDPOINT, endpoint, &endpoint_size), 0);
+    s_client = mesh_client_new (NULL, endpoint, NULL);
+    cr_assert_not_null (s_client);
+    char ids[2][MESH_ENVELOPE_MAX_ID + 1];
+    mesh_call_t call = { .service = "echo", .method = "echo", .timeout_ms = 30000 };
+    for (int index = 0; index < 2; index++)
+        cr_assert_eq (mesh_client_send (s_client, &call, ids[index]), 0);
+
+    //  Identity, "", MDPC01, service, envelope: answer the first
+    mdp_frames_t first, second;
+    zmq_pollitem_t item = { router, 0, ZMQ_POLLIN, 0 };
+    cr_assert_eq (zmq_poll (&item, 1, 10000), 1, "the stand-in broker got nothing");
+    cr_assert_eq (mdp_frames_recv (&first, router, 0), 0);
+    cr_assert_eq (mdp_frames_recv (&second, router, 0), 0);
+    cr_assert_eq (first.count, 5);
+    mesh_slice_t id;
+    uint64_t deadline_ms;
+    cr_assert_eq (mesh_envelope_peek (zmq_msg_data (&first.frame[4]), zmq_msg_size (&first.frame[4]),
+                                      &id, &deadline_ms, NULL),
+                  0);
+    cr_assert (mesh_slice_eq (id, ids[0]), "the first request is not the first sent");
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    mesh_envelope_pack_reply_head (&packer, id.ptr, id.len);
+    msgpack_pack_map (&packer, 0);
+    const void *parts[] = { zmq_msg_data (&first.frame[0]), "", MDP_CLIENT, "echo", buffer.data };
+    size_t sizes[] = { zmq_msg_size (&first.frame[0]), 0, strlen (MDP_CLIENT), 4, buffer.size };
+    cr_assert_eq (mdp_send_parts (router, 0, 5, parts, sizes), 0);
+    msgpack_sbuffer_destroy (&buffer);
+    mdp_frames_close (&first);
+    mdp_frames_close (&second);
+    int64_t close_ms = mesh_mono_ms ();
+    zmq_close (router);
+    zmq_ctx_term (context);
+
+    bool answered[2] = { false, false };
+    for (int outcome = 0; outcome < 2; outcome++) {
+        mesh_reply_t reply;
+        cr_assert_eq (mesh_client_recv (s_client, &reply, 20000), 0, "outcome %d missing",
+                      outcome);
+        int index = strcmp (reply.id, ids[0]) == 0? 0: 1;
+        cr_assert_str_eq (reply.id, ids[index]);
+        cr_assert_not (answered[index], "request %d reported twice", index);
+        answered[index] = true;
+        mesh_code_t want = index == 0? MESH_CODE_OK: MESH_CODE_UNAVAILABLE;
+        cr_assert_eq (reply.code, want, "request %d: %s %.*s", index, mesh_code_name (reply.code),
+                      (int) reply.message.len, reply.message.ptr);
+    }
+    int64_t elapsed_ms = mesh_mono_ms () - close_ms;
+    cr_assert_lt (elapsed_ms, 10000, "the outcomes took %" PRId64 " ms after the close",
+                  elapsed_ms);
 }
 
 //  --------------------------------------------------------------------------

@@ -5,7 +5,8 @@
     the gateway's and the worker's logs. A user process killed during load
     costs no failed GET (the broker answers unavailable, the gateway retries
     once on the other process); with every user process gone GETs get 503 +
-    Retry-After before their deadline; started again, 200.
+    Retry-After before their deadline; started again, 200. The broker
+    killed with a GET in flight: the GET does not wait out its deadline.
     Skipped without DATABASE_URL.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
@@ -15,16 +16,20 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define S_MAX_CLIENTS 100
 
 static mesh_test_mesh_t s_mesh;
 static int s_round;             //  Round of creates: part of their keys and emails
+static pid_t s_holder;          //  A worker that holds requests, or 0
+static mesh_proc_t *s_echo;     //  An echo worker, or NULL
 static const char *const s_user_flags[] = { "--log-level", "debug", NULL };
 static const char *const s_gateway_flags[] = { "--log-level", "info", NULL };
 
@@ -37,6 +42,12 @@ s_setup (void)
 static void
 s_teardown (void)
 {
+    if (s_holder > 0) {
+        kill (s_holder, SIGKILL);
+        waitpid (s_holder, NULL, 0);
+        s_holder = 0;
+    }
+    mesh_proc_destroy (&s_echo);
     mesh_test_mesh_stop (&s_mesh);
 }
 
@@ -292,4 +303,66 @@ Test (gateway_load, one_request_id_on_many_concurrent_requests)
     //  first, in the worker's log
     cr_assert (s_user_logged ("\"request_id\":\"same-id~"),
                "no concurrent duplicate reached a worker");
+}
+
+//  A GET the broker holds when it is killed and started again at once: the
+//  first `audit` worker holds every request, a second one (an echo worker
+//  answering any method) registers after it and serves the retry on the new
+//  broker. The probe is slowed to once a minute so that only the closed
+//  connection can tell the gateway; without it the GET would wait out its
+//  5 s deadline and end 504.
+Test (gateway_load, request_held_when_the_broker_restarts_is_retried_at_once)
+{
+    if (!s_mesh.gateway)
+        cr_skip_test ("DATABASE_URL is not set");
+    mesh_proc_signal (s_mesh.gateway, SIGTERM);
+    cr_assert (mesh_proc_wait_exit (s_mesh.gateway, 15000, NULL), "the gateway did not stop");
+    mesh_proc_destroy (&s_mesh.gateway);
+    static const char *const slow_probe[] = { "--log-level", "info", "--probe-ms", "60000", NULL };
+    mesh_test_mesh_gateway_start (&s_mesh, slow_probe);
+    cr_assert (mesh_test_wait_ready (s_mesh.base, 200, 15000), "gateway not ready");
+    int heartbeat_ms = atoi (s_mesh.heartbeat);
+    s_holder = mesh_test_holder_start (s_mesh.broker.endpoint, "audit", heartbeat_ms);
+    cr_assert (mesh_test_wait_workers (s_mesh.broker.endpoint, "audit", 1, 10000));
+
+    CURLM *multi = curl_multi_init ();
+    CURL *easy = mesh_test_curl_new (mesh_test_mesh_url (&s_mesh, "/v1/audit"), 20000L);
+    curl_multi_add_handle (multi, easy);
+    int running = 1;
+    curl_multi_perform (multi, &running);
+    mesh_test_service_stats_t stats = { 0 };
+    int64_t until_ms = mesh_mono_ms () + 10000;
+    while (mesh_mono_ms () < until_ms && running
+           && !(mesh_test_service_stats (s_mesh.broker.endpoint, "audit", &stats, 500)
+                && stats.in_flight == 1)) {
+        curl_multi_poll (multi, NULL, 0, 20, NULL);
+        curl_multi_perform (multi, &running);
+    }
+    cr_assert (running && stats.in_flight == 1, "the holder never got the GET");
+    static const char *const answer_all[] = { "--reply-request", "1", NULL };
+    s_echo = mesh_test_echo_worker (s_mesh.broker.endpoint, "audit", 1, heartbeat_ms, answer_all);
+    cr_assert (mesh_test_wait_workers (s_mesh.broker.endpoint, "audit", 2, 10000));
+
+    int64_t kill_ms = mesh_mono_ms ();
+    mesh_proc_signal (s_mesh.broker.proc, SIGKILL);
+    cr_assert (mesh_proc_wait_exit (s_mesh.broker.proc, 5000, NULL), "broker did not die");
+    mesh_proc_destroy (&s_mesh.broker.proc);
+    cr_assert (mesh_test_broker_start (&s_mesh.broker, heartbeat_ms, NULL),
+               "broker did not start again");
+    until_ms = mesh_mono_ms () + 20000;
+    while (running && mesh_mono_ms () < until_ms) {
+        curl_multi_poll (multi, NULL, 0, 50, NULL);
+        curl_multi_perform (multi, &running);
+    }
+    int64_t elapsed_ms = mesh_mono_ms () - kill_ms;
+    long status = 0;
+    curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle (multi, easy);
+    curl_easy_cleanup (easy);
+    curl_multi_cleanup (multi);
+    cr_assert_not (running, "no answer");
+    cr_assert_eq (status, 200, "the held GET ended %ld after %" PRId64 " ms", status, elapsed_ms);
+    cr_assert_lt (elapsed_ms, 3500, "answered %" PRId64 " ms after the kill (deadline 5000)",
+                  elapsed_ms);
+    cr_assert (mesh_proc_wait_log (s_mesh.gateway, "the connection to the broker closed", 1000));
 }

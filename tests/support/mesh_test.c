@@ -825,3 +825,44 @@ mesh_test_pg_long (PGconn *conn, const char *sql, const char *param)
     PQclear (result);
     return value;
 }
+
+//  --------------------------------------------------------------------------
+//  A worker that holds every request.
+pid_t
+mesh_test_holder_start (const char *endpoint, const char *service, int heartbeat_ms)
+{
+    fflush (NULL);
+    pid_t pid = fork ();
+    cr_assert_geq (pid, 0, "fork failed");
+    if (pid > 0)
+        return pid;
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+    void *context = zmq_ctx_new ();
+    void *dealer = zmq_socket (context, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect (dealer, endpoint) != 0)
+        _exit (1);
+    unsigned char command = MDP_READY;
+    const void *ready[] = { "", MDP_WORKER, &command, service };
+    size_t ready_sizes[] = { 0, strlen (MDP_WORKER), 1, strlen (service) };
+    mdp_send_parts (dealer, 0, 4, ready, ready_sizes);
+    int64_t give_up_ms = mesh_mono_ms () + 120000;
+    int64_t heartbeat_at_ms = mesh_mono_ms () + heartbeat_ms;
+    while (mesh_mono_ms () < give_up_ms) {
+        int64_t wait_ms = heartbeat_at_ms - mesh_mono_ms ();
+        zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&item, 1, (long) (wait_ms > 0? wait_ms: 0));
+        mdp_frames_t frames;
+        while (mdp_frames_recv (&frames, dealer, ZMQ_DONTWAIT) == 0)
+            mdp_frames_close (&frames);     //  Requests are held forever
+        if (mesh_mono_ms () >= heartbeat_at_ms) {
+            command = MDP_HEARTBEAT;
+            const void *beat[] = { "", MDP_WORKER, &command };
+            size_t beat_sizes[] = { 0, strlen (MDP_WORKER), 1 };
+            mdp_send_parts (dealer, ZMQ_DONTWAIT, 3, beat, beat_sizes);
+            heartbeat_at_ms = mesh_mono_ms () + heartbeat_ms;
+        }
+    }
+    _exit (0);
+}

@@ -108,6 +108,15 @@ bool
     mesh_test_mmi_curve (const char *endpoint, const mesh_curve_t *curve, const char *mmi_service,
                          const char *body, char *answer, size_t size, int timeout_ms);
 
+//  A worker in a child process on a raw DEALER: READY for `service`, then
+//  heartbeats every heartbeat_ms and never answers a request. It stays
+//  alive in the broker's eyes for as long as it runs, so a request it holds
+//  comes back only through its death (or the broker's). It dies with the
+//  test process (the caller kills and reaps it) and gives up by itself
+//  after two minutes. Returns its pid; fails the test when fork fails.
+pid_t
+    mesh_test_holder_start (const char *endpoint, const char *service, int heartbeat_ms);
+
 //  Wait until the broker reports `service` with at least `workers` workers
 //  (mmi.services). Returns true when it does within timeout_ms.
 bool

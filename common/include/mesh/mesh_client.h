@@ -5,8 +5,11 @@
     deadline (carried in the envelope so the broker and worker can drop it
     too); when it passes with no reply, mesh_client_recv reports it as
     deadline_exceeded itself, so a caller never waits past a deadline even
-    when the broker is gone. A late reply for a request already reported is
-    dropped. mesh_client_call is the synchronous helper on top.
+    when the broker is gone. A connection to the broker that closes (the
+    broker died or restarted) makes every request sent on it unavailable at
+    once, not at its deadline; requests sent while no broker is connected
+    wait in the queue for the next one. A late reply for a request already
+    reported is dropped. mesh_client_call is the synchronous helper on top.
     One client belongs to one thread.
     SPDX-License-Identifier: MPL-2.0
     =========================================================================  */
@@ -94,6 +97,22 @@ size_t
 //  call mesh_client_recv with timeout 0). Borrowed.
 void *
     mesh_client_socket (mesh_client_t *self);
+
+//  The PAIR that carries the DEALER's connection events, for zmq_poll next
+//  to mesh_client_socket: on POLLIN call mesh_client_watch. Borrowed.
+//  (mesh_client_recv and mesh_client_call watch it themselves while they
+//  wait; a caller that polls with timeout 0 must do it.)
+void *
+    mesh_client_monitor_socket (mesh_client_t *self);
+
+//  Read the connection events waiting on the monitor socket. When a
+//  connection that finished its handshake has closed, every request sent
+//  before comes due at once: mesh_client_next_deadline_ms returns 0 and
+//  mesh_client_recv reports each as MESH_CODE_UNAVAILABLE, after any reply
+//  that arrived before the close. Such a request may have been carried out.
+//  Returns how many such closes it read.
+int
+    mesh_client_watch (mesh_client_t *self);
 
 //  True when the DEALER is settled for mesh_poll: the client's last use of
 //  it was a receive that found nothing (mesh_client_recv returned
