@@ -97,3 +97,17 @@ mesh_poll (zmq_pollitem_t *items, int count, long timeout_ms, uint32_t settled)
     }
     return with_events;
 }
+
+//  --------------------------------------------------------------------------
+//  Items neither readable last turn nor sent on: settled for the next.
+uint32_t
+mesh_poll_untouched (const zmq_pollitem_t *items, int count, uint32_t sent)
+{
+    assert (items || count == 0);
+    assert (count >= 0 && count <= MESH_POLL_MAX);
+    uint32_t settled = 0;
+    for (int index = 0; index < count; index++)
+        if (!(items[index].revents & ZMQ_POLLIN))
+            settled |= UINT32_C (1) << index;
+    return settled & ~sent;
+}

@@ -591,8 +591,7 @@ s_serve (mesh_worker_t *self)
             self->heartbeat_at_ms = now_ms + self->cfg.heartbeat_ms;
             sent = true;
         }
-        if (!sent && !(items[0].revents & ZMQ_POLLIN))
-            settled = 1;
+        settled = mesh_poll_untouched (items, 2, sent? UINT32_C (1): 0);
     }
 }
 

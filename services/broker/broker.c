@@ -750,13 +750,9 @@ broker_run (broker_t *self, int stop_fd)
         }
         //  The event proxy reads one of its sockets and sends on the other
         bool proxy_used = (items[2].revents | items[3].revents) & ZMQ_POLLIN;
-        settled = 0;
-        for (int index = 0; index < item_count; index++) {
-            bool used = (items[index].revents & ZMQ_POLLIN)
-                     || (index == 0 && timers_ran) || ((index == 2 || index == 3) && proxy_used);
-            if (!used)
-                settled |= UINT32_C (1) << index;
-        }
+        settled = mesh_poll_untouched (items, item_count,
+                                       (timers_ran? UINT32_C (1): 0)
+                                           | (proxy_used? UINT32_C (3) << 2: 0));
     }
     mesh_log_kv (MESH_LOG_INFO, "broker stopping: DISCONNECT to every worker", NULL);
     s_shutdown (self);

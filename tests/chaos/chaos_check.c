@@ -342,9 +342,12 @@ s_check_availability (const chaos_check_input_t *input)
         const chaos_fault_t *this = &input->faults[fault];
         int64_t next =
             fault + 1 < input->fault_count ? input->faults[fault + 1].inject_ms : input->run_end_ms;
-        //  Requests succeed again once the last attempt that started in
-        //  this fault's time and failed, or waited S_SLOW_MS or more (held
-        //  by a process that died or froze), has ended
+        //  Requests succeed again once the last attempt of this fault's
+        //  time that failed, or waited S_SLOW_MS or more (held by a process
+        //  that died or froze), has ended. An attempt belongs to the fault
+        //  in whose time it started; a failed one to the fault in whose
+        //  time it ended, the latest that can have ended it (one in flight
+        //  when the gateway is killed is the kill's, not the fault before)
         int64_t recovered = 0, slowest = 0;
         size_t failed = 0;
         char failures[256] = ""; //  The first failed attempts: status, start, duration
@@ -358,7 +361,8 @@ s_check_availability (const chaos_check_input_t *input)
                 if (attempt->end_ms >= this->inject_ms && attempt->start_ms < next &&
                     attempt->end_ms - attempt->start_ms > slowest)
                     slowest = attempt->end_ms - attempt->start_ms;
-                if (attempt->start_ms < this->inject_ms || attempt->start_ms >= next)
+                int64_t at_ms = s_attempt_failed (attempt) ? attempt->end_ms : attempt->start_ms;
+                if (at_ms < this->inject_ms || at_ms >= next)
                     continue;
                 bool slow = attempt->end_ms - attempt->start_ms >= S_SLOW_MS;
                 if ((slow || s_attempt_failed (attempt)) &&

@@ -118,3 +118,18 @@ Test (mesh_poll, descriptors_report_their_events_next_to_sockets)
     close (fds[1]);
     close (fds[0]);
 }
+
+//  The next turn's mask: what reported nothing and was not sent on.
+Test (mesh_poll, untouched_items_are_those_not_readable_and_not_sent_on)
+{
+    zmq_pollitem_t items[] = {
+        {s_receiver, 0, ZMQ_POLLIN, ZMQ_POLLIN},
+        {s_sender, 0, ZMQ_POLLIN, 0},
+        {s_receiver, 0, ZMQ_POLLIN, 0},
+        {NULL, 0, ZMQ_POLLIN, 0},
+    };
+    cr_assert_eq (mesh_poll_untouched (items, 4, 0), UINT32_C (0xe));
+    cr_assert_eq (mesh_poll_untouched (items, 4, UINT32_C (1) << 1), UINT32_C (0xc));
+    cr_assert_eq (mesh_poll_untouched (items, 4, UINT32_C (0xf)), 0);
+    cr_assert_eq (mesh_poll_untouched (items, 0, 0), 0);
+}

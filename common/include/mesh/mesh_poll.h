@@ -36,4 +36,11 @@
 //  loop); -1 with errno (EINTR: a signal) on failure.
 int mesh_poll (zmq_pollitem_t *items, int count, long timeout_ms, uint32_t settled);
 
+//  The `settled` mask for the next mesh_poll of a loop that, for every item
+//  reported readable, receives until EAGAIN or takes a bounded batch: the
+//  items that reported no ZMQ_POLLIN this turn and are not in `sent` (bit i:
+//  the loop sent on items[i] since). Bits of descriptor items are ignored
+//  by mesh_poll.
+uint32_t mesh_poll_untouched (const zmq_pollitem_t *items, int count, uint32_t sent);
+
 #endif
