@@ -45,20 +45,39 @@ broker_cfg_defaults (void)
     return cfg;
 }
 
-//  Bind `socket` to `endpoint` with the options every broker socket gets.
+//  Bind `socket` to each endpoint of the comma-separated `endpoints`, with
+//  the options every broker socket gets. `first` (may be NULL) receives the
+//  first one as bound (a tcp port 0 resolved), `size` bytes.
 static int
-s_bind (void *socket, const char *endpoint, const char *what)
+s_bind (void *socket, const char *endpoints, const char *what, char *first, size_t size)
 {
     int linger = 0, hwm = 100000;
     zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    if (zmq_bind (socket, endpoint) != 0) {
-        mesh_log_kv (MESH_LOG_ERROR, "cannot bind", "socket", what, "endpoint", endpoint,
-                     "error", zmq_strerror (errno), NULL);
-        return MESH_EIO;
+    const char *start = endpoints;
+    for (int index = 0; ; index++) {
+        const char *comma = strchr (start, ',');
+        size_t len = comma? (size_t) (comma - start): strlen (start);
+        char endpoint[256];
+        if (len == 0 || len >= sizeof endpoint) {
+            mesh_log_kv (MESH_LOG_ERROR, "cannot bind: empty or too long endpoint", "socket",
+                         what, "endpoints", endpoints, NULL);
+            return MESH_EINVAL;
+        }
+        memcpy (endpoint, start, len);
+        endpoint[len] = '\0';
+        if (zmq_bind (socket, endpoint) != 0) {
+            mesh_log_kv (MESH_LOG_ERROR, "cannot bind", "socket", what, "endpoint", endpoint,
+                         "error", zmq_strerror (errno), NULL);
+            return MESH_EIO;
+        }
+        if (index == 0 && first)
+            zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, first, &size);
+        if (!comma)
+            return 0;
+        start = comma + 1;
     }
-    return 0;
 }
 
 //  With CURVE: make `socket` a CURVE server and count its failed handshakes.
@@ -135,10 +154,8 @@ broker_new (const broker_cfg_t *cfg, int *err)
     zmq_setsockopt (self->router, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
     zmq_setsockopt (self->router, ZMQ_ROUTER_HANDOVER, &on, sizeof on);
     zmq_setsockopt (self->router, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
-    if (s_bind (self->router, cfg->bind, "router"))
+    if (s_bind (self->router, cfg->bind, "router", self->endpoint, sizeof self->endpoint))
         goto fail;
-    size_t endpoint_size = sizeof self->endpoint;
-    zmq_getsockopt (self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &endpoint_size);
     if (cfg->xsub_bind) {
         self->xsub = zmq_socket (self->context, ZMQ_XSUB);
         self->xpub = zmq_socket (self->context, ZMQ_XPUB);
@@ -152,8 +169,8 @@ broker_new (const broker_cfg_t *cfg, int *err)
             zmq_setsockopt (self->xpub, ZMQ_XPUB_MANUAL, &manual, sizeof manual);
         zmq_setsockopt (self->xsub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
         zmq_setsockopt (self->xpub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
-        if (s_bind (self->xsub, cfg->xsub_bind, "events-xsub")
-            || s_bind (self->xpub, cfg->xpub_bind, "events-xpub"))
+        if (s_bind (self->xsub, cfg->xsub_bind, "events-xsub", NULL, 0)
+            || s_bind (self->xpub, cfg->xpub_bind, "events-xpub", NULL, 0))
             goto fail;
     }
     *err = 0;
@@ -673,7 +690,8 @@ int
 broker_run (broker_t *self, int stop_fd)
 {
     assert (self);
-    mesh_log_kv (MESH_LOG_INFO, "broker serving", "endpoint", self->endpoint, "events_xsub",
+    mesh_log_kv (MESH_LOG_INFO, "broker serving", "endpoint", self->endpoint, "bind",
+                 self->cfg.bind, "events_xsub",
                  self->cfg.xsub_bind, "events_xpub", self->cfg.xpub_bind, NULL);
     int64_t heartbeat_at_ms = mesh_mono_ms () + self->cfg.heartbeat_ms;
     //  Expiry is checked ten times per heartbeat, not once: a silent worker

@@ -19,9 +19,9 @@
 #include <stddef.h>
 
 typedef struct {
-    const char *bind;           //  ROUTER endpoint, "tcp://127.0.0.1:5555"
-    const char *xsub_bind;      //  Publishers connect here; NULL = no event proxy
-    const char *xpub_bind;      //  Subscribers connect here; NULL = no event proxy
+    const char *bind;           //  ROUTER endpoints, comma-separated: "tcp://127.0.0.1:5555"
+    const char *xsub_bind;      //  Publishers connect here (same form); NULL = no event proxy
+    const char *xpub_bind;      //  Subscribers connect here (same form); NULL = no event proxy
     int heartbeat_ms;           //  Heartbeat interval, default 1000
     int liveness;               //  Missed heartbeats before a worker is dead, default 3
     int default_wait_ms;        //  Queue wait for requests without a deadline, default 5000
@@ -57,7 +57,7 @@ void
 int
     broker_run (broker_t *self, int stop_fd);
 
-//  Endpoint actually bound for the ROUTER (resolves port 0 / wildcard).
+//  First endpoint actually bound for the ROUTER (resolves port 0 / wildcard).
 //  Borrowed; valid while the broker lives.
 const char *
     broker_endpoint (const broker_t *self);

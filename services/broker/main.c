@@ -21,11 +21,11 @@
 
 static const mesh_cfg_option_t s_options[] = {
     { "bind", "MESH_BROKER_BIND", "tcp://127.0.0.1:5555",
-      "ROUTER endpoint for clients and workers (containers: tcp://*:5555)" },
+      "ROUTER endpoints for clients and workers, comma-separated (containers: tcp://*:5555)" },
     { "events-xsub", "MESH_EVENTS_XSUB_BIND", "tcp://127.0.0.1:5556",
-      "XSUB endpoint publishers connect to (empty: no event proxy)" },
+      "XSUB endpoints publishers connect to, comma-separated (empty: no event proxy)" },
     { "events-xpub", "MESH_EVENTS_XPUB_BIND", "tcp://127.0.0.1:5557",
-      "XPUB endpoint subscribers connect to (empty: no event proxy)" },
+      "XPUB endpoints subscribers connect to, comma-separated (empty: no event proxy)" },
     { "admin", "MESH_ADMIN_ADDR", "127.0.0.1:9100",
       "admin HTTP host:port for /healthz /ready /metrics (port 0: pick one)" },
     { "heartbeat-ms", "MESH_HEARTBEAT_MS", "1000", "heartbeat interval in milliseconds" },

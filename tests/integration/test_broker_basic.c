@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static mesh_test_broker_t s_broker;
@@ -70,6 +71,59 @@ Test (broker_basic, echo_round_trip)
     cr_assert_eq (reply.code, MESH_CODE_UNIMPLEMENTED);
     msgpack_sbuffer_destroy (&body);
     mesh_proc_destroy (&worker);
+}
+
+//  --bind takes a list: one broker on TCP and on a Unix socket, a worker
+//  on one, a client on the other.
+Test (broker_basic, one_broker_on_tcp_and_ipc_at_once)
+{
+    mesh_test_broker_t both;
+    memset (&both, 0, sizeof both);
+    both.port = mesh_test_free_port ();
+    both.xsub_port = mesh_test_free_port ();
+    both.xpub_port = mesh_test_free_port ();
+    both.admin_port = mesh_test_free_port ();
+    char ipc[128], bind[256];
+    snprintf (ipc, sizeof ipc, "ipc:///tmp/mesh-test-broker-%d.sock", (int) getpid ());
+    snprintf (bind, sizeof bind, "tcp://127.0.0.1:%d,%s", both.port, ipc);
+    const char *const extra[] = { "--bind", bind, NULL };
+    cr_assert (mesh_test_broker_start (&both, 250, extra), "broker did not start");
+    mesh_proc_t *worker = mesh_test_echo_worker (ipc, "echo", 1, 250, NULL);
+    cr_assert (mesh_test_wait_workers (both.endpoint, "echo", 1, 10000),
+               "the worker on %s did not register", ipc);
+    mesh_client_t *client = mesh_client_new (NULL, both.endpoint, NULL);
+    cr_assert_not_null (client);
+    mesh_call_t call = { .service = "echo", .method = "whoami", .timeout_ms = 5000 };
+    mesh_reply_t reply;
+    cr_assert_eq (mesh_client_call (client, &call, &reply), 0);
+    cr_assert_eq (reply.code, MESH_CODE_OK, "over tcp: %s", mesh_code_name (reply.code));
+    mesh_client_destroy (&client);
+    client = mesh_client_new (NULL, ipc, NULL);
+    cr_assert_not_null (client);
+    cr_assert_eq (mesh_client_call (client, &call, &reply), 0);
+    cr_assert_eq (reply.code, MESH_CODE_OK, "over ipc: %s", mesh_code_name (reply.code));
+    mesh_client_destroy (&client);
+    mesh_proc_destroy (&worker);
+    mesh_test_broker_stop (&both);
+    unlink (ipc + strlen ("ipc://"));
+}
+
+//  An empty endpoint in the list is refused at start, not half bound.
+Test (broker_basic, a_bind_list_with_an_empty_endpoint_is_refused)
+{
+    char path[512];
+    char bind[64];
+    snprintf (bind, sizeof bind, "tcp://127.0.0.1:%d,", mesh_test_free_port ());
+    const char *argv[] = { mesh_test_bin ("mesh-broker", path, sizeof path), "--bind", bind,
+                           "--events-xsub", "", "--events-xpub", "", "--admin", "127.0.0.1:0",
+                           NULL };
+    mesh_proc_t *broker = mesh_proc_start (argv, NULL);
+    cr_assert_not_null (broker);
+    int status = 0;
+    cr_assert (mesh_proc_wait_exit (broker, 10000, &status), "the broker did not exit");
+    cr_assert (WIFEXITED (status) && WEXITSTATUS (status) != 0, "status %d", status);
+    cr_assert (mesh_proc_wait_log (broker, "empty or too long endpoint", 1000));
+    mesh_proc_destroy (&broker);
 }
 
 Test (broker_basic, three_workers_share_3000_requests_evenly)
