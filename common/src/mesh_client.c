@@ -13,6 +13,7 @@
 #include "mesh/mesh_client.h"
 #include "mesh/mdp.h"
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_monitor.h"
 #include "mesh/mesh_time.h"
 
 #include <assert.h>
@@ -38,8 +39,7 @@ struct mesh_client_s {
     void *context;              //  ZeroMQ context, owned when own_context
     bool own_context;           //  We made the context
     void *dealer;               //  DEALER to the broker, owned
-    void *monitor;              //  PAIR with the DEALER's connection events, owned
-    bool connected;             //  A connection finished its handshake and is open
+    mesh_monitor_t *monitor;    //  Closes of the DEALER's connections, owned
     bool lost;                  //  One closed since: requests sent before it are lost
     uint64_t lost_before;       //  ... those with a seq below this
     uint64_t send_seq;          //  Next request's seq
@@ -176,21 +176,9 @@ mesh_client_new_curve (void *zmq_context, const char *endpoint, const mesh_curve
     zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
     //  Watch before connecting, so the first handshake is seen
-    char monitor_endpoint[64];
-    snprintf (monitor_endpoint, sizeof monitor_endpoint, "inproc://mesh-client-%s-%p",
-              self->id_prefix, (void *) self);
-    if (zmq_socket_monitor (self->dealer, monitor_endpoint,
-                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED)
-        != 0) {
-        *err = MESH_EIO;
+    self->monitor = mesh_monitor_new (self->context, self->dealer, err);
+    if (!self->monitor)
         goto fail;
-    }
-    self->monitor = zmq_socket (self->context, ZMQ_PAIR);
-    if (!self->monitor || zmq_connect (self->monitor, monitor_endpoint) != 0) {
-        *err = MESH_EIO;
-        goto fail;
-    }
-    zmq_setsockopt (self->monitor, ZMQ_LINGER, &linger, sizeof linger);
     if (mesh_curve_connect (curve, self->dealer, endpoint) != 0) {
         *err = MESH_EINVAL;
         goto fail;
@@ -210,8 +198,7 @@ mesh_client_destroy (mesh_client_t **self_p)
     assert (self_p);
     if (*self_p) {
         mesh_client_t *self = *self_p;
-        if (self->monitor)
-            zmq_close (self->monitor);
+        mesh_monitor_destroy (&self->monitor);
         if (self->dealer)
             zmq_close (self->dealer);
         if (self->own_context && self->context)
@@ -529,7 +516,7 @@ s_next_outcome (mesh_client_t *self, mesh_reply_t *reply, int timeout_ms, const 
         }
         zmq_pollitem_t items[] = {
             { self->dealer, 0, ZMQ_POLLIN, 0 },
-            { self->monitor, 0, ZMQ_POLLIN, 0 },
+            { mesh_monitor_socket (self->monitor), 0, ZMQ_POLLIN, 0 },
         };
         if (zmq_poll (items, 2, (long) (wait_ms < 0? 0: wait_ms)) < 0)
             return errno == EINTR? MESH_EINTR: MESH_EIO;
@@ -599,7 +586,7 @@ void *
 mesh_client_monitor_socket (mesh_client_t *self)
 {
     assert (self);
-    return self->monitor;
+    return mesh_monitor_socket (self->monitor);
 }
 
 //  --------------------------------------------------------------------------
@@ -608,26 +595,11 @@ int
 mesh_client_watch (mesh_client_t *self)
 {
     assert (self);
-    int closed = 0;
-    mdp_frames_t frames;
-    while (mdp_frames_recv (&frames, self->monitor, ZMQ_DONTWAIT) == 0) {
-        //  Frame 1: the event (16 bits) and its value (32 bits); 2: endpoint
-        uint16_t event = 0;
-        if (frames.count >= 1 && zmq_msg_size (&frames.frame[0]) >= sizeof event)
-            memcpy (&event, zmq_msg_data (&frames.frame[0]), sizeof event);
-        mdp_frames_close (&frames);
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-            self->connected = true;
-        else
-        if (event == ZMQ_EVENT_DISCONNECTED && self->connected) {
-            //  A connection that never finished its handshake carried
-            //  nothing: what waits in the DEALER's queue goes out on the next
-            self->connected = false;
-            self->lost = true;
-            self->lost_before = self->send_seq;
-            self->settled = false;
-            closed++;
-        }
+    int closed = mesh_monitor_closes (self->monitor);
+    if (closed) {
+        self->lost = true;
+        self->lost_before = self->send_seq;
+        self->settled = false;
     }
     return closed;
 }

@@ -10,6 +10,7 @@
 #include "mesh/mesh_worker.h"
 #include "mesh/mdp.h"
 #include "mesh/mesh_alloc.h"
+#include "mesh/mesh_monitor.h"
 #include "mesh/mesh_log.h"
 #include "mesh/mesh_poll.h"
 #include "mesh/mesh_time.h"
@@ -40,6 +41,7 @@ struct mesh_worker_s {
     void *context;              //  ZeroMQ context
     bool own_context;           //  We made it
     void *dealer;               //  Current socket to the broker, or NULL
+    mesh_monitor_t *monitor;    //  Closes of the dealer's connection, or NULL
     int stop_pipe[2];           //  mesh_worker_stop writes, run polls
     //  One slot per request of a batch (1 without a batch handler): its
     //  frames, a decoder whose views point into them, the reply being
@@ -144,6 +146,7 @@ mesh_worker_destroy (mesh_worker_t **self_p)
     assert (self_p);
     if (*self_p) {
         mesh_worker_t *self = *self_p;
+        mesh_monitor_destroy (&self->monitor);
         if (self->dealer)
             zmq_close (self->dealer);
         if (self->own_context && self->context)
@@ -199,6 +202,7 @@ s_send_leaving (mesh_worker_t *self)
 static int
 s_connect (mesh_worker_t *self)
 {
+    mesh_monitor_destroy (&self->monitor);
     if (self->dealer)
         zmq_close (self->dealer);
     self->dealer = zmq_socket (self->context, ZMQ_DEALER);
@@ -208,6 +212,12 @@ s_connect (mesh_worker_t *self)
     zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    //  A broker that dies closes the connection: register again at once
+    //  (the READY waits in the queue for the next broker) instead of when
+    //  heartbeat x liveness has passed in silence
+    self->monitor = mesh_monitor_new (self->context, self->dealer, NULL);
+    if (!self->monitor)
+        return MESH_EIO;
     //  Every reconnect is a fresh socket: the keys go on each one
     if (mesh_curve_connect (self->cfg.curve, self->dealer, self->broker))
         return MESH_EIO;
@@ -522,12 +532,13 @@ s_serve (mesh_worker_t *self)
         zmq_pollitem_t items[] = {
             { self->dealer, 0, ZMQ_POLLIN, 0 },
             { NULL, self->stop_pipe[0], ZMQ_POLLIN, 0 },
+            { mesh_monitor_socket (self->monitor), 0, ZMQ_POLLIN, 0 },
         };
         int64_t now_ms = mesh_mono_ms ();
         int64_t wait_ms = self->heartbeat_at_ms - now_ms;
         if (leave_by_ms && leave_by_ms - now_ms < wait_ms)
             wait_ms = leave_by_ms - now_ms;
-        if (mesh_poll (items, 2, (long) (wait_ms > 0? wait_ms: 0), settled) < 0 && errno != EINTR)
+        if (mesh_poll (items, 3, (long) (wait_ms > 0? wait_ms: 0), settled) < 0 && errno != EINTR)
             return MESH_EIO;
         settled = 0;
         bool leave_now = false;
@@ -560,6 +571,11 @@ s_serve (mesh_worker_t *self)
                              leave_by_ms? "worker left": "broker said DISCONNECT: registering again",
                              "service", self->service, NULL);
         }
+        if (!reconnect && (items[2].revents & ZMQ_POLLIN) && mesh_monitor_closes (self->monitor)) {
+            mesh_log_kv (MESH_LOG_WARN, "connection to the broker closed: registering again",
+                         "service", self->service, "broker", self->broker, NULL);
+            reconnect = true;
+        }
         now_ms = mesh_mono_ms ();
         if (leave_by_ms && (reconnect || now_ms >= self->broker_expiry_ms)) {
             zmq_close (self->dealer);     //  Nobody left to hand work back to
@@ -591,7 +607,7 @@ s_serve (mesh_worker_t *self)
             self->heartbeat_at_ms = now_ms + self->cfg.heartbeat_ms;
             sent = true;
         }
-        settled = mesh_poll_untouched (items, 2, sent? UINT32_C (1): 0);
+        settled = mesh_poll_untouched (items, 3, sent? UINT32_C (1): 0);
     }
 }
 

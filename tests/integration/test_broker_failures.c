@@ -335,6 +335,28 @@ Test (broker_failures, workers_reregister_after_broker_restart)
     cr_assert (seen[0] && seen[1], "not both workers served after the restart");
 }
 
+//  Workers see the broker's connection close and register again as soon as
+//  the next broker listens, not at their next heartbeat: with a heartbeat
+//  of 5 s, they are back well within one.
+Test (broker_failures, workers_reregister_at_once_not_at_their_next_heartbeat)
+{
+    const int heartbeat_ms = 5000;
+    cr_assert (s_broker_start (heartbeat_ms, NULL), "broker did not start");
+    for (int index = 0; index < 2; index++)
+        s_workers[index] = mesh_test_echo_worker (s_broker.endpoint, "echo", 1, heartbeat_ms, NULL);
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 2, 10000));
+    mesh_proc_signal (s_broker.proc, SIGKILL);
+    cr_assert (mesh_proc_wait_exit (s_broker.proc, 5000, NULL), "broker did not die");
+    mesh_proc_destroy (&s_broker.proc);
+    int64_t restart_ms = mesh_mono_ms ();
+    cr_assert (mesh_test_broker_start (&s_broker, heartbeat_ms, NULL), "restart failed");
+    cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 2, 10000),
+               "the workers did not register again");
+    int64_t took_ms = mesh_mono_ms () - restart_ms;
+    cr_assert_lt (took_ms, heartbeat_ms / 2, "registered again %" PRId64 " ms after the restart",
+                  took_ms);
+}
+
 //  A request a worker holds when the broker dies cannot be answered any
 //  more: the client says so as soon as the connection closes, not at the
 //  request's deadline 30 s later.

@@ -2,9 +2,10 @@
     mesh_worker - MDP worker: READY, heartbeats, reconnect, credit
     Registers with the broker for one service and calls a handler for each
     request. Heartbeats go both ways; when the broker is silent for
-    heartbeat x liveness, or says DISCONNECT, the worker drops its socket
-    and reconnects with a fresh one after a backoff that doubles up to a cap
-    (Paranoid Pirate). With credit N > 1 the READY carries N and the broker
+    heartbeat x liveness, or says DISCONNECT, or its connection closes (a
+    broker that died: mesh_monitor), the worker drops its socket and
+    reconnects with a fresh one after a backoff that doubles up to a cap
+    (Paranoid Pirate); its READY waits in the queue for the next broker. With credit N > 1 the READY carries N and the broker
     keeps up to N requests queued at this worker, so the next request is
     already here when a reply goes out. Requests whose envelope deadline has
     passed are answered deadline_exceeded without calling the handler.
