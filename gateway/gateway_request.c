@@ -810,11 +810,15 @@ s_build_call (gateway_request_t *request, enum MHD_Result *result)
         }
         return true;
     }
-    json_t *body = json_object ();
-    if (id)
-        json_object_set_new (body, "id", json_string (id));
-    s_pack_json (request, body);    //  A flat object: never too deep
-    json_decref (body);
+    //  GET and DELETE: {"id": ...} straight to MessagePack (the id is a
+    //  parsed UUID, plain ASCII), no JSON tree on the hottest path
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &request->packed, msgpack_sbuffer_write);
+    msgpack_pack_map (&packer, id? 1: 0);
+    if (id) {
+        mesh_pack_cstr (&packer, "id");
+        mesh_pack_cstr (&packer, id);
+    }
     return true;
 }
 
