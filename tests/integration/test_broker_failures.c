@@ -348,13 +348,14 @@ Test (broker_failures, workers_reregister_at_once_not_at_their_next_heartbeat)
     mesh_proc_signal (s_broker.proc, SIGKILL);
     cr_assert (mesh_proc_wait_exit (s_broker.proc, 5000, NULL), "broker did not die");
     mesh_proc_destroy (&s_broker.proc);
-    int64_t restart_ms = mesh_mono_ms ();
     cr_assert (mesh_test_broker_start (&s_broker, heartbeat_ms, NULL), "restart failed");
+    //  From the moment the new broker serves (its start is not the workers')
+    int64_t serving_ms = mesh_mono_ms ();
     cr_assert (mesh_test_wait_workers (s_broker.endpoint, "echo", 2, 10000),
                "the workers did not register again");
-    int64_t took_ms = mesh_mono_ms () - restart_ms;
-    cr_assert_lt (took_ms, heartbeat_ms / 2, "registered again %" PRId64 " ms after the restart",
-                  took_ms);
+    int64_t took_ms = mesh_mono_ms () - serving_ms;
+    cr_assert_lt (took_ms, heartbeat_ms / 2,
+                  "registered again %" PRId64 " ms after the new broker served", took_ms);
 }
 
 //  A request a worker holds when the broker dies cannot be answered any
