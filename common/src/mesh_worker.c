@@ -571,10 +571,11 @@ s_serve (mesh_worker_t *self)
                              leave_by_ms? "worker left": "broker said DISCONNECT: registering again",
                              "service", self->service, NULL);
         }
+        bool closed = false;        //  The connection closed: the broker died
         if (!reconnect && (items[2].revents & ZMQ_POLLIN) && mesh_monitor_closes (self->monitor)) {
             mesh_log_kv (MESH_LOG_WARN, "connection to the broker closed: registering again",
                          "service", self->service, "broker", self->broker, NULL);
-            reconnect = true;
+            reconnect = closed = true;
         }
         now_ms = mesh_mono_ms ();
         if (leave_by_ms && (reconnect || now_ms >= self->broker_expiry_ms)) {
@@ -589,8 +590,12 @@ s_serve (mesh_worker_t *self)
         }
         if (reconnect) {
             //  Backoff doubles while the broker keeps failing us, so a broker
-            //  that refuses us is not hammered with READYs.
-            if (s_backoff (self, self->backoff_ms)) {
+            //  that refuses us is not hammered with READYs. The first close
+            //  after we were registered goes at once: the fresh socket's
+            //  READY waits in its queue until the next broker listens, and
+            //  a broker that is back sooner than the backoff gets it sooner
+            bool first_close = closed && self->backoff_ms == self->cfg.reconnect_min_ms;
+            if (s_backoff (self, first_close? 0: self->backoff_ms)) {
                 zmq_close (self->dealer);
                 self->dealer = NULL;
                 return 0;
