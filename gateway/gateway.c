@@ -362,6 +362,14 @@ static void
 s_probe_result (gateway_t *self, bool broker_up, gateway_service_state_t state)
 {
     const char *name = gateway__service_name (self->probing);
+    bool *down_once = &self->down_once[self->probing];
+    if (broker_up && state == GATEWAY_SERVICE_DOWN
+        && self->services[self->probing] == GATEWAY_SERVICE_UP && !*down_once) {
+        *down_once = true;
+        state = GATEWAY_SERVICE_UP;
+    }
+    else
+        *down_once = false;
     if (broker_up != self->broker_up)
         mesh_log_kv (broker_up? MESH_LOG_INFO: MESH_LOG_WARN,
                      broker_up? "broker answers": "broker does not answer", NULL);

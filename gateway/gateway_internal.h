@@ -64,6 +64,10 @@ struct gateway_s {
     bool draining;              //  SIGTERM seen: not ready, finishing
     //  Probes: one mmi.service in flight at a time on `probe`
     gateway_service_state_t services[GATEWAY_SERVICE_COUNT_];
+    //  The last probe found a service UP before without a worker: one
+    //  more must agree before it counts as DOWN (a restarted broker is
+    //  asked before its workers' READYs have arrived)
+    bool down_once[GATEWAY_SERVICE_COUNT_];
     bool broker_up;             //  The last probe was answered
     gateway_service_t probing;  //  Service of the probe in flight
     bool probe_in_flight;
