@@ -510,15 +510,15 @@ gateway_run (gateway_t *self, int signal_fd)
     //  drained whenever they have something and never sent on, so they are
     //  settled after the first turn; the probe's DEALER unless s_probe used
     //  it; the client's DEALER by its account
-    bool sub_settled = false, probe_settled = false;
+    bool drained_settled = false, probe_settled = false;
     while (true) {
         int64_t now_ms = mesh_mono_ms ();
         int retry_ms = gateway__send_retries (self, now_ms);
         items[4].socket = self->probe;  //  Replaced after a probe times out
         uint32_t settled = (mesh_client_settled (self->client)? UINT32_C (1) << 1: 0)
-                         | (sub_settled? UINT32_C (1) << 2: 0)
+                         | (drained_settled? UINT32_C (1) << 2: 0)
                          | (probe_settled? UINT32_C (1) << 4: 0)
-                         | (sub_settled? UINT32_C (1) << 5: 0);
+                         | (drained_settled? UINT32_C (1) << 5: 0);
         if (mesh_poll (items, (int) count, s_wait_ms (self, now_ms, ping_due_ms, retry_ms),
                        settled) < 0) {
             if (errno == EINTR)
@@ -537,19 +537,18 @@ gateway_run (gateway_t *self, int signal_fd)
         }
         //  A broker that died took the requests in flight: they come due now
         //  as unavailable, and those that may be retried are
-        if (items[5].revents & ZMQ_POLLIN) {
+        if ((items[5].revents & ZMQ_POLLIN) && mesh_client_watch (self->client) > 0) {
             char in_flight[24];
             snprintf (in_flight, sizeof in_flight, "%zu", mesh_client_pending (self->client));
-            if (mesh_client_watch (self->client) > 0)
-                mesh_log_kv (MESH_LOG_WARN, "the connection to the broker closed", "in_flight",
-                             in_flight, NULL);
+            mesh_log_kv (MESH_LOG_WARN, "the connection to the broker closed", "in_flight",
+                         in_flight, NULL);
         }
         //  Expired requests are outcomes too, with or without a reply waiting
         if ((items[1].revents & ZMQ_POLLIN) || mesh_client_next_deadline_ms (self->client) == 0)
             s_take_replies (self);
         if (items[2].revents & ZMQ_POLLIN)
             s_take_events (self);
-        sub_settled = true;
+        drained_settled = true;
         probe_settled = !s_probe (self, now_ms, items[4].revents & ZMQ_POLLIN);
         if (now_ms >= ping_due_ms) {
             gateway_sse_ping (self->sse);

@@ -25,14 +25,17 @@
 #include <string.h>
 #include <sys/random.h>
 
+//  The deadline of a request whose connection closed under it: due at once
+//  (a real deadline is now + a positive timeout, never this)
+#define S_LOST 0
+
 //  One request in flight.
 typedef struct {
     char id[MESH_ENVELOPE_MAX_ID + 1];  //  Hash key (the hash borrows it)
     void *tag;                  //  Caller's pointer
-    int64_t deadline_mono_ms;   //  Local expiry (0 once lost)
+    int64_t deadline_mono_ms;   //  Local expiry; S_LOST once its connection closed
     size_t heap_index;          //  Position in self->heap, or the free-list link
     uint64_t seq;               //  Order of sending, against lost_before
-    bool lost;                  //  The connection it went out on closed
 } s_pending_t;
 
 struct mesh_client_s {
@@ -295,7 +298,6 @@ mesh_client_send (mesh_client_t *self, const mesh_call_t *call, char *id_out)
     entry->tag = call->tag;
     entry->deadline_mono_ms = mesh_mono_ms () + timeout_ms;
     entry->seq = self->send_seq++;
-    entry->lost = false;
 
     msgpack_sbuffer_clear (&self->buffer);
     msgpack_packer packer;
@@ -346,7 +348,7 @@ static void
 s_report_due (mesh_client_t *self, s_pending_t *entry, mesh_reply_t *reply)
 {
     memset (reply, 0, sizeof *reply);
-    bool lost = entry->lost;
+    bool lost = entry->deadline_mono_ms == S_LOST;
     s_complete (self, entry, reply);
     reply->code = lost? MESH_CODE_UNAVAILABLE: MESH_CODE_DEADLINE_EXCEEDED;
     reply->message.ptr = lost? "the connection to the broker closed with the request in flight"
@@ -373,11 +375,10 @@ s_mark_lost (mesh_client_t *self)
     self->lost = false;
     for (s_pending_t *entry = zhashx_first (self->pending); entry;
          entry = zhashx_next (self->pending)) {
-        if (entry->seq >= self->lost_before || entry->lost)
+        if (entry->seq >= self->lost_before || entry->deadline_mono_ms == S_LOST)
             continue;
         s_heap_remove (self, entry);
-        entry->lost = true;
-        entry->deadline_mono_ms = 0;
+        entry->deadline_mono_ms = S_LOST;
         s_heap_push (self, entry);
     }
 }

@@ -56,7 +56,7 @@ s_bind (void *socket, const char *endpoints, const char *what, char *first, size
     zmq_setsockopt (socket, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (socket, ZMQ_RCVHWM, &hwm, sizeof hwm);
     const char *start = endpoints;
-    for (int index = 0; ; index++) {
+    while (true) {
         const char *comma = strchr (start, ',');
         size_t len = comma? (size_t) (comma - start): strlen (start);
         char endpoint[256];
@@ -72,8 +72,10 @@ s_bind (void *socket, const char *endpoints, const char *what, char *first, size
                          "error", zmq_strerror (errno), NULL);
             return MESH_EIO;
         }
-        if (index == 0 && first)
+        if (first) {
             zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, first, &size);
+            first = NULL;
+        }
         if (!comma)
             return 0;
         start = comma + 1;
